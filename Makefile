@@ -1,0 +1,45 @@
+# tina4go/sessions
+#   make run    build and run the reference server on the file handler (127.0.0.1:7145)
+#   make test   gofmt + go vet + every test with the race detector (needs only Go)
+#   make build  bin/tina4-host and every handler binary in bin/plugins/
+#   make bench  the benchmarks
+#   make proto  regenerate shared/proto from session.proto (needs protoc)
+
+GO       ?= go
+BIN      := bin
+PLUGINS  := $(BIN)/plugins
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+
+.PHONY: build run test bench proto fmt vet clean
+
+build:
+	$(GO) build -o $(BIN)/tina4-host ./host/cmd/tina4-host
+	$(GO) build -o $(PLUGINS)/SessionFileHandler ./plugins/file/cmd/SessionFileHandler
+	chmod 0755 $(PLUGINS)
+
+run: build
+	./$(BIN)/tina4-host serve
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test: fmt vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+proto:
+	mkdir -p $(BIN)/protoc-plugins
+	GOBIN=$(abspath $(BIN)/protoc-plugins) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(abspath $(BIN)/protoc-plugins) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(abspath $(BIN)/protoc-plugins):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative shared/proto/session.proto
+
+clean:
+	rm -rf $(BIN)

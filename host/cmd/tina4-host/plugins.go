@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/tina4go/sessions/host/config"
+	"github.com/tina4go/sessions/host/loader"
+	"github.com/tina4go/sessions/host/session"
+	"github.com/tina4go/sessions/shared"
+)
+
+func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
+	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.PluginEnv,
+		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log}
+}
+
+// listPlugins prints every file in the plugin directory, whether it is
+// usable, its SHA-256 and what it reports about itself, plus the built-ins.
+func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdout, stderr io.Writer) int {
+	cands, err := loader.Discover(cfg.PluginDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "tina4-host:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "plugin directory: %s\n", cfg.PluginDir)
+	if len(cands) == 0 {
+		fmt.Fprintln(stdout, "  (no files)")
+	}
+	for _, c := range cands {
+		sum, _ := loader.FileSHA256(c.Path)
+		fmt.Fprintf(stdout, "\n%s\n  path:   %s\n  sha256: %s\n", c.Name, c.Path, sum)
+		if c.Err != nil {
+			fmt.Fprintf(stdout, "  usable: no: %v\n", c.Err)
+			continue
+		}
+		info, err := loader.Describe(ctx, c.Path, c.Name, loaderConfig(cfg, log))
+		if err != nil {
+			fmt.Fprintf(stdout, "  usable: no: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(stdout, "  usable: yes\n  reports: name=%s version=%s protocols=%v capabilities=%v\n",
+			info.Name, info.Version, info.Protocols, info.Capabilities)
+	}
+	fmt.Fprintf(stdout, "\nbuilt in: SessionFileHandler (used when the plugin directory has no binary of that name)\n")
+	fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s\n", cfg.Handler)
+	return 0
+}
+
+// verifyPlugin launches handler name through the real loader and saves,
+// loads and closes a throwaway session through it.
+func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name string, stdout, stderr io.Writer) int {
+	lc := loaderConfig(cfg, log)
+	lc.Name = name
+	path, err := loader.Resolve(cfg.PluginDir, name)
+	if err == nil && path == "" {
+		err = fmt.Errorf("handler %q has no binary in %s; `plugins verify` checks binaries only", name, cfg.PluginDir)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "FAIL:", err)
+		return 1
+	}
+	h, err := loader.Open(ctx, lc)
+	if err != nil {
+		fmt.Fprintln(stderr, "FAIL: launch:", err)
+		return 1
+	}
+	defer h.Shutdown()
+	info, err := h.Info(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "FAIL: info:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "ok   launched %s %s (pid %d) from %s\n", info.Name, info.Version, info.PID, path)
+	id := session.NewID()
+	want := []byte("tina4-host plugins verify " + time.Now().Format(time.RFC3339Nano))
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"save a throwaway session", func() error {
+			return h.Save(ctx, id, shared.Record{Data: want, Expires: time.Now().Add(time.Minute)})
+		}},
+		{"load it back byte for byte", func() error {
+			rec, err := h.Load(ctx, id)
+			if err != nil {
+				return err
+			}
+			if string(rec.Data) != string(want) {
+				return fmt.Errorf("loaded %d bytes that differ from the %d saved", len(rec.Data), len(want))
+			}
+			return nil
+		}},
+		{"close it", func() error { return h.Close(ctx, id) }},
+		{"load after close reports not found", func() error {
+			if _, err := h.Load(ctx, id); !errors.Is(err, shared.ErrNotFound) {
+				return fmt.Errorf("want not found, got %v", err)
+			}
+			return nil
+		}},
+		{"health", func() error { return h.Health(ctx) }},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", st.what, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "ok   %s\n", st.what)
+	}
+	fmt.Fprintf(stdout, "PASS %s\n", name)
+	return 0
+}

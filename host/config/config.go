@@ -1,0 +1,300 @@
+// Package config reads the host's settings from the process environment and a
+// .env file, using spf13/viper for the file.
+//
+// A variable set in the real environment beats the same variable in .env,
+// which beats the default. A variable that is present but empty still masks
+// .env, and then means "use the default"; so `TINA4_SESSION_TTL=` in the
+// environment selects 30m whatever .env says.
+//
+//	Variable                     Default                   Meaning
+//	TINA4_SESSION_HANDLER        SessionFileHandler        session store plugin: a bare name, the binary <plugin dir>/<name>
+//	TINA4_PLUGIN_DIR             <host executable dir>/plugins  where handler binaries live
+//	TINA4_SESSION_FOLDER         ./sessions                directory the file handler stores sessions in
+//	TINA4_SESSION                tina4_session             session cookie name (must be a valid cookie name)
+//	TINA4_SESSION_TTL            30m                       session lifetime: a Go duration (90s, 30m, 2h) or whole seconds (1800); > 0
+//	TINA4_SESSION_SAMESITE       Lax                       cookie SameSite: Lax, Strict or None (any case); browsers drop None cookies unless Secure
+//	TINA4_SESSION_SECURE         false                     cookie Secure flag: true/false, 1/0, yes/no (any case)
+//	TINA4_SECRET                 (unset)                   secret the session keys derive from; set it (32+ random characters) on every server of a cluster
+//	TINA4_SECRET_FILE            .tina4/secret.key         key file generated and used when TINA4_SECRET is unset
+//	TINA4_PLUGIN_TIMEOUT         5s                        deadline for each call to the plugin (duration or seconds; > 0)
+//	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
+//	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
+//	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
+//
+// Every TINA4_* variable from the environment or .env, these and any a
+// handler defines for itself (TINA4_SESSION_REDIS_URL, ...), is passed to the
+// plugin process through [Config.PluginEnv], except secret material.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Variable names.
+const (
+	envHandler       = "TINA4_SESSION_HANDLER"
+	envPluginDir     = "TINA4_PLUGIN_DIR"
+	envSessionFolder = "TINA4_SESSION_FOLDER"
+	envCookieName    = "TINA4_SESSION"
+	envTTL           = "TINA4_SESSION_TTL"
+	envSameSite      = "TINA4_SESSION_SAMESITE"
+	envSecure        = "TINA4_SESSION_SECURE"
+	envSecret        = "TINA4_SECRET"
+	envSecretFile    = "TINA4_SECRET_FILE"
+	envPluginTimeout = "TINA4_PLUGIN_TIMEOUT"
+	envStartTimeout  = "TINA4_PLUGIN_START_TIMEOUT"
+	envAddr          = "TINA4_ADDR"
+	envLogLevel      = "TINA4_LOG_LEVEL"
+
+	// envRedisSecret is a Redis password, not session key material: the
+	// Redis handler needs it, so it is passed to the plugin.
+	envRedisSecret = "TINA4_SESSION_REDIS_SECRET"
+
+	prefix = "TINA4_"
+)
+
+// Config is the host's settings. The package comment lists every variable.
+type Config struct {
+	Handler       string        // TINA4_SESSION_HANDLER, default "SessionFileHandler"
+	PluginDir     string        // TINA4_PLUGIN_DIR, default "plugins" beside the running executable
+	SessionFolder string        // TINA4_SESSION_FOLDER, default "./sessions"
+	CookieName    string        // TINA4_SESSION, default "tina4_session"
+	TTL           time.Duration // TINA4_SESSION_TTL, default 30m
+	SameSite      http.SameSite // TINA4_SESSION_SAMESITE: Lax (default), Strict or None
+	Secure        bool          // TINA4_SESSION_SECURE, default false
+	Secret        string        // TINA4_SECRET, default "" (the host then uses SecretFile)
+	SecretFile    string        // TINA4_SECRET_FILE, default ".tina4/secret.key"
+	PluginTimeout time.Duration // TINA4_PLUGIN_TIMEOUT, default 5s
+	StartTimeout  time.Duration // TINA4_PLUGIN_START_TIMEOUT, default 10s
+	Addr          string        // TINA4_ADDR, default "127.0.0.1:7145"
+	LogLevel      string        // TINA4_LOG_LEVEL, default "info"; always lower case
+
+	// PluginEnv is every TINA4_* variable from the environment or .env as
+	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
+	// keys in upper case. Secret material is left out: TINA4_SECRET,
+	// TINA4_SECRET_FILE and any other key containing "SECRET", except
+	// TINA4_SESSION_REDIS_SECRET (a Redis password the Redis handler needs).
+	PluginEnv []string
+
+	// EnvFile is the absolute path of the .env file that was read, or "" if
+	// there was none.
+	EnvFile string
+}
+
+// Options says where Load looks for settings.
+type Options struct {
+	// Dir is the directory holding .env; "" means the working directory.
+	Dir string
+	// Environ is the process environment as "KEY=VALUE" entries; nil means
+	// os.Environ(). When a key appears twice the first entry wins, as with
+	// os.Getenv.
+	Environ []string
+}
+
+// Load reads the settings: each variable from opts.Environ if present, else
+// from Dir/.env if that file exists and sets it, else its default.
+//
+// A missing .env is not an error. Load returns an error, naming the variable,
+// its value, where it came from and what is accepted, for: a .env that cannot
+// be read or parsed; a TTL or timeout that is not a positive duration or whole
+// number of seconds; a SameSite other than Lax, Strict or None; a Secure that
+// is not a boolean; a log level other than debug, info, warn or error; an
+// invalid cookie name. When several settings are wrong, the error lists all
+// of them. Values are never checked against the file system or network here:
+// the loader and server report those problems.
+func Load(opts Options) (Config, error) {
+	dir := cmp.Or(opts.Dir, ".")
+	environ := opts.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+
+	src := sources{env: parseEnviron(environ)}
+	if err := src.readEnvFile(filepath.Join(dir, ".env")); err != nil {
+		return Config{}, err
+	}
+
+	c := Config{
+		Handler:       src.str(envHandler, "SessionFileHandler"),
+		PluginDir:     src.str(envPluginDir, defaultPluginDir()),
+		SessionFolder: src.str(envSessionFolder, "./sessions"),
+		CookieName:    src.str(envCookieName, "tina4_session"),
+		Secret:        src.str(envSecret, ""),
+		SecretFile:    src.str(envSecretFile, filepath.Join(".tina4", "secret.key")),
+		Addr:          src.str(envAddr, "127.0.0.1:7145"),
+		EnvFile:       src.envFilePath,
+		PluginEnv:     src.pluginEnv(),
+	}
+	var errs []error
+	c.TTL = parse(&src, &errs, envTTL, 30*time.Minute, parseDuration)
+	c.PluginTimeout = parse(&src, &errs, envPluginTimeout, 5*time.Second, parseDuration)
+	c.StartTimeout = parse(&src, &errs, envStartTimeout, 10*time.Second, parseDuration)
+	c.SameSite = parse(&src, &errs, envSameSite, http.SameSiteLaxMode, parseSameSite)
+	c.Secure = parse(&src, &errs, envSecure, false, parseBool)
+	c.LogLevel = parse(&src, &errs, envLogLevel, "info", parseLogLevel)
+	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
+		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
+			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// SameSiteName returns "Strict" or "None" for those modes and "Lax" for any
+// other value, including http.SameSiteDefaultMode, since Lax is what browsers
+// apply when a cookie has no SameSite attribute.
+func (c Config) SameSiteName() string {
+	switch c.SameSite {
+	case http.SameSiteStrictMode:
+		return "Strict"
+	case http.SameSiteNoneMode:
+		return "None"
+	default:
+		return "Lax"
+	}
+}
+
+// defaultPluginDir is "plugins" beside the running executable, or "plugins"
+// relative to the working directory if the executable cannot be found.
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}
+
+// sources holds the raw values from the environment and the .env file.
+type sources struct {
+	env         map[string]string // keys as given
+	file        map[string]string // keys upper-cased
+	envFilePath string
+}
+
+// parseEnviron turns "KEY=VALUE" entries into a map; the first entry for a
+// key wins. Entries without "=" or with an empty key are skipped.
+func parseEnviron(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue
+		}
+		if _, seen := m[k]; !seen {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// readEnvFile reads path with viper's dotenv decoder. A missing file is not
+// an error.
+func (s *sources) readEnvFile(path string) error {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("env")
+	if err := v.ReadInConfig(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if strings.Contains(strings.ToUpper(err.Error()), "SECRET") {
+			// The parser quotes the bad line; keep a secret out of the logs.
+			return fmt.Errorf("config: read %s: a line mentioning a secret is malformed (not shown, to keep it out of logs); fix the file (lines of KEY=VALUE) or remove it", path)
+		}
+		return fmt.Errorf("config: read %s: %w; fix the file (lines of KEY=VALUE) or remove it", path, err)
+	}
+	keys := v.AllKeys() // lower-cased by viper
+	s.file = make(map[string]string, len(keys))
+	for _, k := range keys {
+		s.file[strings.ToUpper(k)] = v.GetString(k)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	s.envFilePath = path
+	return nil
+}
+
+// lookup returns the effective raw value of key and, for error messages,
+// where it came from. ok is false when neither source sets key.
+func (s *sources) lookup(key string) (value, where string, ok bool) {
+	if v, ok := s.env[key]; ok {
+		return v, " (from the environment)", true
+	}
+	if v, ok := s.file[key]; ok {
+		return v, " (from " + s.envFilePath + ")", true
+	}
+	return "", "", false
+}
+
+// str returns key's effective value, or def when it is unset or empty.
+func (s *sources) str(key, def string) string {
+	if v, _, _ := s.lookup(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// parse converts key's effective value with fn, returning def when it is
+// unset or empty. A conversion error is added to errs, phrased as
+// "KEY=value: <what is wanted> (from <where>)".
+func parse[T any](s *sources, errs *[]error, key string, def T, fn func(string) (T, error)) T {
+	raw, where, _ := s.lookup(key)
+	v := strings.TrimSpace(raw)
+	if v == "" {
+		return def
+	}
+	out, err := fn(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("config: %s=%s: %w%s", key, raw, err, where))
+		return def
+	}
+	return out
+}
+
+// pluginEnv lists the TINA4_* settings the plugin may see.
+func (s *sources) pluginEnv() []string {
+	merged := make(map[string]string)
+	for k, v := range s.file {
+		if strings.HasPrefix(k, prefix) {
+			merged[k] = v
+		}
+	}
+	for k, v := range s.env {
+		if strings.HasPrefix(k, prefix) {
+			merged[k] = v
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		if !isSecret(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k + "=" + merged[k]
+	}
+	return out
+}
+
+// isSecret reports whether key names session key material, which must never
+// reach a plugin process.
+func isSecret(key string) bool {
+	return key != envRedisSecret && strings.Contains(key, "SECRET")
+}

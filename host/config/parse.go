@@ -1,0 +1,62 @@
+package config
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// parseDuration accepts a Go duration ("90s", "30m", "1h30m") or a whole
+// number of seconds ("1800"). The result must be greater than zero.
+func parseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if n > math.MaxInt64/uint64(time.Second) {
+			return 0, errors.New("too long; want a duration like 30m or seconds like 1800")
+		}
+		d = time.Duration(n) * time.Second
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, errors.New("want a duration like 30m or seconds like 1800")
+	}
+	if d <= 0 {
+		return 0, errors.New("must be greater than zero; want a duration like 30m or seconds like 1800")
+	}
+	return d, nil
+}
+
+// parseSameSite accepts Lax, Strict or None in any case.
+func parseSameSite(s string) (http.SameSite, error) {
+	switch strings.ToLower(s) {
+	case "lax":
+		return http.SameSiteLaxMode, nil
+	case "strict":
+		return http.SameSiteStrictMode, nil
+	case "none":
+		return http.SameSiteNoneMode, nil
+	}
+	return 0, errors.New("want Lax, Strict or None")
+}
+
+// parseBool accepts true/false, 1/0 and yes/no in any case.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes":
+		return true, nil
+	case "false", "0", "no":
+		return false, nil
+	}
+	return false, errors.New("want true or false (also 1/0, yes/no)")
+}
+
+// parseLogLevel accepts debug, info, warn or error in any case and returns it
+// in lower case.
+func parseLogLevel(s string) (string, error) {
+	switch l := strings.ToLower(s); l {
+	case "debug", "info", "warn", "error":
+		return l, nil
+	}
+	return "", errors.New("want debug, info, warn or error")
+}

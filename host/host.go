@@ -1,0 +1,197 @@
+// Package host puts server-side sessions into a Go web app. It loads the
+// session handler named by TINA4_SESSION_HANDLER (a plugin binary, or the
+// built-in file handler), and its middleware gives every request a Session:
+//
+//	h, err := host.Open(ctx)
+//	if err != nil { log.Fatal(err) }
+//	defer h.Close()
+//	http.ListenAndServe(":8080", h.Wrap(mux))
+//
+//	// in a handler:
+//	s := host.FromRequest(r)
+//	s.Set("user", "alice")
+package host
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tina4go/sessions/host/config"
+	"github.com/tina4go/sessions/host/loader"
+	"github.com/tina4go/sessions/host/session"
+	"github.com/tina4go/sessions/host/token"
+	"github.com/tina4go/sessions/plugins/file"
+	"github.com/tina4go/sessions/sdk"
+	"github.com/tina4go/sessions/shared"
+)
+
+// Session is one request's session; see FromRequest.
+type Session = session.Session
+
+// ErrUnavailable is what session operations fail with while the handler
+// cannot serve (restarting, timed out, or its store down).
+var ErrUnavailable = loader.ErrUnavailable
+
+// Host owns a loaded session handler and the session manager around it.
+type Host struct {
+	cfg     config.Config
+	log     *slog.Logger
+	handler *loader.Handler
+	mgr     *session.Manager
+	cookie  session.CookieOptions
+	onError func(http.ResponseWriter, *http.Request, error)
+}
+
+// Option changes how Open sets up a Host.
+type Option func(*options)
+
+type options struct {
+	cfg     *config.Config
+	logger  *slog.Logger
+	onError func(http.ResponseWriter, *http.Request, error)
+}
+
+// WithConfig uses cfg instead of reading the environment and .env.
+func WithConfig(cfg config.Config) Option { return func(o *options) { o.cfg = &cfg } }
+
+// WithLogger sends the host's log to l (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithErrorHandler replaces the response written when the session store
+// cannot be reached (default: 503 with a short plain-text message).
+func WithErrorHandler(f func(http.ResponseWriter, *http.Request, error)) Option {
+	return func(o *options) { o.onError = f }
+}
+
+// Open reads the configuration (environment, then .env in the working
+// directory, then defaults; see docs/configuration.md), loads the session
+// key, and launches the session handler. Close the Host to stop the handler.
+func Open(ctx context.Context, opts ...Option) (*Host, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	var cfg config.Config
+	if o.cfg != nil {
+		cfg = *o.cfg
+	} else {
+		var err error
+		if cfg, err = config.Load(config.Options{}); err != nil {
+			return nil, err
+		}
+	}
+	codec, err := newCodec(cfg, o.logger)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SameSite == http.SameSiteNoneMode && !cfg.Secure {
+		o.logger.Warn("TINA4_SESSION_SAMESITE=None without TINA4_SESSION_SECURE=true: browsers reject such cookies")
+	}
+	folder := cfg.SessionFolder
+	lh, err := loader.Open(ctx, loader.Config{
+		Name:         cfg.Handler,
+		Dir:          cfg.PluginDir,
+		Env:          cfg.PluginEnv,
+		CallTimeout:  cfg.PluginTimeout,
+		StartTimeout: cfg.StartTimeout,
+		Logger:       o.logger,
+		Builtins: map[string]loader.Builtin{
+			file.Name: func() (shared.Store, error) {
+				fh, err := file.New(folder, file.WithLogger(o.logger))
+				if err != nil {
+					return nil, err
+				}
+				return sdk.NewStore(file.Name, file.Version, fh), nil
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if lh.Path() == "" {
+		o.logger.Info("session handler running in process (built in)", "handler", cfg.Handler, "plugin_dir", cfg.PluginDir)
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     o.logger,
+		handler: lh,
+		mgr:     &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger},
+		cookie:  session.CookieOptions{Name: cfg.CookieName, TTL: cfg.TTL, SameSite: cfg.SameSite, Secure: cfg.Secure},
+		onError: o.onError,
+	}
+	if h.onError == nil {
+		h.onError = defaultError
+	}
+	return h, nil
+}
+
+// newCodec builds the token codec from TINA4_SECRET, or from a key file
+// created on first start when the variable is unset.
+func newCodec(cfg config.Config, log *slog.Logger) (*token.Codec, error) {
+	if cfg.Secret != "" {
+		c, err := token.New([]byte(cfg.Secret))
+		if err != nil {
+			return nil, fmt.Errorf("TINA4_SECRET: %w", err)
+		}
+		return c, nil
+	}
+	key, created, err := token.LoadOrCreateKey(cfg.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("session key (TINA4_SECRET is unset, so the key lives in %s): %w", cfg.SecretFile, err)
+	}
+	if created {
+		log.Warn("TINA4_SECRET is unset: created a random session key; set TINA4_SECRET to the same value on every server if you run more than one", "key_file", cfg.SecretFile)
+	} else {
+		log.Info("TINA4_SECRET is unset: using the session key file; multi-server setups must set TINA4_SECRET", "key_file", cfg.SecretFile)
+	}
+	return token.New([]byte(hex.EncodeToString(key)))
+}
+
+// Config returns the configuration the Host runs with.
+func (h *Host) Config() config.Config { return h.cfg }
+
+// Close stops the session handler (its plugin process, if any).
+func (h *Host) Close() error { return h.handler.Shutdown() }
+
+// HandlerInfo describes the running handler.
+type HandlerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	PID     int    `json:"pid"`
+	Path    string `json:"path,omitempty"`
+	BuiltIn bool   `json:"built_in"`
+}
+
+// Health asks the handler what it is and whether its store is usable. It
+// returns what it could learn and an error when the handler does not answer
+// or reports its store unusable.
+func (h *Host) Health(ctx context.Context) (HandlerInfo, error) {
+	hi := HandlerInfo{Name: h.handler.Name(), Path: h.handler.Path(), BuiltIn: h.handler.Path() == ""}
+	info, err := h.handler.Info(ctx)
+	if err != nil {
+		return hi, err
+	}
+	hi.Version, hi.PID = info.Version, info.PID
+	if err := h.handler.Health(ctx); err != nil {
+		return hi, err
+	}
+	return hi, nil
+}
+
+func defaultError(w http.ResponseWriter, _ *http.Request, _ error) {
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "session store unavailable; try again shortly", http.StatusServiceUnavailable)
+}
+
+// Store returns the handler the host loaded, for tools that talk to it directly.
+func (h *Host) Store() session.Store { return h.handler }
+
+// TTL is the sessions' idle lifetime.
+func (h *Host) TTL() time.Duration { return h.cfg.TTL }

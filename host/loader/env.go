@@ -1,0 +1,35 @@
+package loader
+
+import (
+	"os"
+	"strings"
+)
+
+// hostEnvAllowed lists the host variables a plugin inherits; everything else
+// in the host's environment stays out of the plugin process.
+var hostEnvAllowed = []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER"}
+
+// secretKey reports whether an environment key holds host secret material
+// that must never reach a plugin.
+func secretKey(key string) bool {
+	return key == "TINA4_SECRET" || key == "TINA4_SECRET_FILE"
+}
+
+// pluginEnv builds a plugin's whole environment: the allowed host variables,
+// then the TINA4_* settings given (those may come from .env), minus secrets.
+func pluginEnv(settings []string) []string {
+	var env []string
+	for _, k := range hostEnvAllowed {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for _, kv := range settings {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "TINA4_") || secretKey(k) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,263 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tina4go/sessions/shared"
+)
+
+// ErrUnavailable is returned by every call while the handler cannot serve:
+// its process crashed and is being restarted, it did not answer within the
+// call timeout, or the loader was shut down. Callers answer 503.
+var ErrUnavailable = errors.New("session handler unavailable")
+
+// Builtin makes an in-process handler. It is used when the plugin directory
+// has no binary of that name.
+type Builtin func() (shared.Store, error)
+
+// Config says which handler to load and how.
+type Config struct {
+	// Name is the handler name (TINA4_SESSION_HANDLER).
+	Name string
+	// Dir is the plugin directory (TINA4_PLUGIN_DIR).
+	Dir string
+	// Env holds the TINA4_* settings ("KEY=VALUE") the plugin gets on top of
+	// PATH, HOME and TMPDIR. TINA4_SECRET and TINA4_SECRET_FILE are dropped.
+	Env []string
+	// CallTimeout bounds every call to the handler (default 5s).
+	CallTimeout time.Duration
+	// StartTimeout bounds a plugin's launch and handshake (default 10s).
+	StartTimeout time.Duration
+	// Builtins are handlers that run in process when no binary is found.
+	Builtins map[string]Builtin
+	// Logger receives the loader's and the plugins' log lines.
+	Logger *slog.Logger
+	// MaxBackoff caps the wait between restarts of a crashing plugin (default 30s).
+	MaxBackoff time.Duration
+}
+
+// Handler is a supervised session handler. It implements shared.Store; every
+// call carries the configured deadline and fails fast with ErrUnavailable
+// while the plugin is down. A crashed plugin is relaunched with a new
+// go-plugin client and exponential backoff.
+type Handler struct {
+	cfg     Config
+	path    string // "" for a built-in
+	mu      sync.RWMutex
+	cur     *instance
+	lastErr error
+	dead    chan struct{} // poked when a call sees the plugin gone
+	stop    chan struct{}
+	done    chan struct{}
+	closeMu sync.Once
+}
+
+// Open finds the handler cfg.Name, launches it, and starts supervising it.
+// A binary in cfg.Dir wins over a built-in of the same name. An unknown or
+// invalid name, an unusable binary or a failed launch is an error that says
+// what to do; nothing is left running after an error.
+func Open(ctx context.Context, cfg Config) (*Handler, error) {
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	path, err := Resolve(cfg.Dir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, path: path, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if path == "" {
+		mk, ok := cfg.Builtins[cfg.Name]
+		if !ok {
+			return nil, unknownError(cfg.Dir, cfg.Name, h.builtinNames())
+		}
+		store, err := mk()
+		if err != nil {
+			return nil, fmt.Errorf("start built-in session handler %s: %w", cfg.Name, err)
+		}
+		ictx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
+		defer cancel()
+		info, err := store.Info(ictx)
+		if err != nil {
+			return nil, fmt.Errorf("start built-in session handler %s: %w", cfg.Name, err)
+		}
+		h.cur = &instance{store: store, info: info, started: time.Now()}
+		close(h.done)
+		return h, nil
+	}
+	in, err := launch(ctx, path, cfg.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.cur = in
+	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version)
+	go h.supervise()
+	return h, nil
+}
+
+func (h *Handler) builtinNames() []string {
+	var names []string
+	for n := range h.cfg.Builtins {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return []string{"none"}
+	}
+	return names
+}
+
+// Path is the binary the handler runs, or "" for a built-in handler.
+func (h *Handler) Path() string { return h.path }
+
+// Name is the handler's name.
+func (h *Handler) Name() string { return h.cfg.Name }
+
+// PID is the handler process id, 0 while it is down.
+func (h *Handler) PID() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.cur == nil {
+		return 0
+	}
+	return h.cur.info.PID
+}
+
+// Shutdown stops supervising and stops the plugin process. Calls made after
+// Shutdown fail with ErrUnavailable. It is safe to call more than once.
+func (h *Handler) Shutdown() error {
+	h.closeMu.Do(func() {
+		if h.path != "" {
+			close(h.stop)
+			<-h.done
+		}
+		h.mu.Lock()
+		in := h.cur
+		h.cur = nil
+		h.lastErr = errors.New("the loader was shut down")
+		h.mu.Unlock()
+		if in != nil {
+			in.kill()
+		}
+	})
+	return nil
+}
+
+func (h *Handler) current() (*instance, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.cur == nil {
+		return nil, fmt.Errorf("%w: %s is not running (%v); it is restarted automatically", ErrUnavailable, h.cfg.Name, h.lastErr)
+	}
+	return h.cur, nil
+}
+
+// call runs fn against the current instance with the call deadline and turns
+// transport failures into ErrUnavailable.
+func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, shared.Store) error) error {
+	in, err := h.current()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	defer cancel()
+	err = fn(ctx, in.store)
+	switch {
+	case err == nil, errors.Is(err, shared.ErrNotFound):
+		return err
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
+			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
+	case transportFailure(err) || in.exited():
+		h.poke()
+		return fmt.Errorf("%w: %s %s failed: the plugin process is gone (%v); it is being restarted",
+			ErrUnavailable, h.cfg.Name, op, err)
+	default:
+		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, err)
+	}
+}
+
+func transportFailure(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.Canceled && !errors.Is(err, context.Canceled))
+}
+
+func (h *Handler) poke() {
+	select {
+	case h.dead <- struct{}{}:
+	default:
+	}
+}
+
+// Info asks the handler what it is.
+func (h *Handler) Info(ctx context.Context) (shared.Info, error) {
+	var info shared.Info
+	err := h.call(ctx, "Info", func(ctx context.Context, s shared.Store) (err error) {
+		info, err = s.Info(ctx)
+		return err
+	})
+	return info, err
+}
+
+// Health returns nil when the handler answers and reports its store usable.
+func (h *Handler) Health(ctx context.Context) error {
+	return h.call(ctx, "Health", func(ctx context.Context, s shared.Store) error { return s.Health(ctx) })
+}
+
+// Load fetches the record for id; shared.ErrNotFound when there is none.
+func (h *Handler) Load(ctx context.Context, id string) (shared.Record, error) {
+	var rec shared.Record
+	err := h.call(ctx, "Load", func(ctx context.Context, s shared.Store) (err error) {
+		rec, err = s.Load(ctx, id)
+		return err
+	})
+	return rec, err
+}
+
+// Save stores rec under id.
+func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error {
+	return h.call(ctx, "Save", func(ctx context.Context, s shared.Store) error { return s.Save(ctx, id, rec) })
+}
+
+// Close destroys the record for id (the handler contract's Close; use
+// Shutdown to stop the plugin).
+func (h *Handler) Close(ctx context.Context, id string) error {
+	return h.call(ctx, "Close", func(ctx context.Context, s shared.Store) error { return s.Close(ctx, id) })
+}
+
+// Describe launches the binary at path, asks it what it is and stops it. It
+// is how `tina4-host plugins` fingerprints what is in the plugin directory.
+func Describe(ctx context.Context, path, name string, cfg Config) (shared.Info, error) {
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	in, err := launch(ctx, path, name, cfg)
+	if err != nil {
+		return shared.Info{}, err
+	}
+	defer in.kill()
+	return in.info, nil
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package loader
+
+import "os/exec"
+
+// dieWithHost is a no-op off Linux; sdk.Serve's parent watch ends the plugin.
+func dieWithHost(*exec.Cmd) {}

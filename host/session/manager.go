@@ -1,0 +1,179 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tina4go/sessions/shared"
+)
+
+// Store is what the Manager needs from a session handler.
+type Store interface {
+	Load(ctx context.Context, id string) (shared.Record, error)
+	Save(ctx context.Context, id string, r shared.Record) error
+	Close(ctx context.Context, id string) error
+}
+
+// Codec seals session values into the opaque token a store holds, and opens
+// it again (host/token implements it).
+type Codec interface {
+	Seal(id string, values []byte, issued, expires time.Time) ([]byte, error)
+	Open(id string, token []byte, now time.Time) (values []byte, expires time.Time, err error)
+}
+
+// Manager loads and commits sessions.
+type Manager struct {
+	Store Store
+	Codec Codec
+	// TTL is the idle lifetime: a session not saved for TTL is gone.
+	TTL time.Duration
+	// Now returns the current time (time.Now when nil).
+	Now func() time.Time
+	// Logger receives notes about rejected or unreadable sessions.
+	Logger *slog.Logger
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.Default()
+}
+
+// New returns an empty session with no id; nothing touches the store until
+// it is committed with values in it.
+func (m *Manager) New() *Session { return &Session{} }
+
+// Load returns the session for the id a client sent. An id that is not of
+// the session id format never reaches the store. A missing, expired,
+// tampered or unreadable record gives a new, empty session (never the
+// client's id: ids are only ever made by NewID). An error means the store
+// could not be asked; the caller must not treat it as an empty session.
+func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
+	if !shared.ValidID(id) {
+		if id != "" {
+			m.log().Debug("ignored malformed session cookie", "length", len(id))
+		}
+		return &Session{}, nil
+	}
+	fresh := &Session{cookieID: id}
+	rec, err := m.Store.Load(ctx, id)
+	if errors.Is(err, shared.ErrNotFound) {
+		return fresh, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load session: %w", err)
+	}
+	raw, expires, err := m.Codec.Open(id, rec.Data, m.now())
+	if err != nil {
+		m.log().Info("stored session rejected; starting a new one", "reason", err.Error())
+		return fresh, nil
+	}
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &values); err != nil {
+		m.log().Warn("stored session unreadable; starting a new one", "error", err.Error())
+		return fresh, nil
+	}
+	return &Session{id: id, cookieID: id, values: values, expires: expires, stored: true}, nil
+}
+
+// CookieAction says what a commit needs the response's cookie to do.
+type CookieAction int
+
+const (
+	// CookieKeep leaves the client's cookie as it is.
+	CookieKeep CookieAction = iota
+	// CookieSet sends the session id with a fresh Max-Age.
+	CookieSet
+	// CookieExpire tells the client to drop its cookie.
+	CookieExpire
+)
+
+// Commit writes what the request changed to the store and says what to do
+// with the cookie. Nothing is written when nothing changed, except that a
+// session past half its lifetime is re-saved so its idle expiry slides. A
+// session with no values is not stored (an emptied one is deleted).
+func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.toClose) > 0 {
+		if err := m.Store.Close(ctx, s.toClose[0]); err != nil {
+			return CookieKeep, fmt.Errorf("destroy session: %w", err)
+		}
+		s.toClose = s.toClose[1:]
+	}
+	now := m.now()
+	if len(s.values) == 0 {
+		if s.stored {
+			if err := m.Store.Close(ctx, s.id); err != nil {
+				return CookieKeep, fmt.Errorf("destroy emptied session: %w", err)
+			}
+			s.stored = false
+			s.id = ""
+		}
+		s.dirty = false
+		if s.cookieID != "" || s.destroyed {
+			s.cookieID = ""
+			s.destroyed = false
+			return CookieExpire, nil
+		}
+		return CookieKeep, nil
+	}
+	sliding := s.stored && s.expires.Sub(now) < m.TTL/2
+	if !s.dirty && !sliding {
+		return CookieKeep, nil
+	}
+	if s.id == "" {
+		s.id = NewID()
+	}
+	raw, err := json.Marshal(s.values)
+	if err != nil {
+		return CookieKeep, fmt.Errorf("encode session: %w", err)
+	}
+	expires := now.Add(m.TTL).Truncate(time.Second)
+	tok, err := m.Codec.Seal(s.id, raw, now, expires)
+	if err != nil {
+		return CookieKeep, fmt.Errorf("seal session: %w", err)
+	}
+	if err := m.Store.Save(ctx, s.id, shared.Record{Data: tok, Expires: expires}); err != nil {
+		return CookieKeep, fmt.Errorf("save session: %w", err)
+	}
+	s.stored, s.dirty, s.expires, s.cookieID, s.destroyed = true, false, expires, s.id, false
+	return CookieSet, nil
+}
+
+// CookieOptions are the attributes of the session cookie.
+type CookieOptions struct {
+	Name     string
+	TTL      time.Duration
+	SameSite http.SameSite
+	Secure   bool
+}
+
+// Cookie returns the cookie for action (nil for CookieKeep): HttpOnly,
+// Path=/, SameSite and Secure as configured, Max-Age = TTL (or -1 to expire).
+func (s *Session) Cookie(action CookieAction, o CookieOptions) *http.Cookie {
+	c := &http.Cookie{Name: o.Name, Path: "/", HttpOnly: true, Secure: o.Secure, SameSite: o.SameSite}
+	switch action {
+	case CookieSet:
+		c.Value = s.ID()
+		c.MaxAge = int(o.TTL / time.Second)
+	case CookieExpire:
+		c.MaxAge = -1
+	default:
+		return nil
+	}
+	return c
+}

@@ -1,0 +1,46 @@
+package token_test
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tina4go/sessions/host/token"
+)
+
+func Example() {
+	dir, err := os.MkdirTemp("", "tina4-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	// With TINA4_SECRET unset, the host keeps its key in a 0600 file.
+	key, created, err := token.LoadOrCreateKey(filepath.Join(dir, ".tina4", "secret.key"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("created key file:", created)
+
+	codec, err := token.New(key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	now := time.Now()
+	sealed, err := codec.Seal("s1", []byte(`{"user":"ann"}`), now, now.Add(30*time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	values, _, err := codec.Open("s1", sealed, now)
+	fmt.Println(string(values), err)
+
+	_, _, err = codec.Open("s2", sealed, now)
+	fmt.Println(err != nil)
+	// Output:
+	// created key file: true
+	// {"user":"ann"} <nil>
+	// true
+}

@@ -1,0 +1,273 @@
+// Package file is SessionFileHandler, the default session store of
+// tina4go/sessions: one file per session in a private folder.
+//
+// The host seals every session before it arrives here, so a file holds an
+// encrypted token and its expiry, never readable session values. Writes are
+// atomic (temporary file, fsync, rename), ids are checked before any path is
+// built, and a background sweeper removes expired and damaged files.
+//
+// The package is importable so a host can run the handler in process;
+// cmd/SessionFileHandler wraps it into a plugin binary with sdk.Serve.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tina4go/sessions/sdk"
+)
+
+// Name is the handler's name: the plugin binary's file name and the value of
+// TINA4_SESSION_HANDLER that selects it.
+const Name = "SessionFileHandler"
+
+// Version is the handler's own version.
+const Version = "0.1.0"
+
+const (
+	// suffix ends the name of every session file: <id>.sess.
+	suffix = ".sess"
+	// tmpPrefix starts the name of every temporary file Save writes before
+	// renaming it into place.
+	tmpPrefix = ".tmp-"
+	// fileMode is the mode of every session file.
+	fileMode fs.FileMode = 0o600
+	// folderMode is the mode the session folder is created with or fixed to.
+	folderMode fs.FileMode = 0o700
+)
+
+// Handler stores each session in its own file, <folder>/<id>.sess. It is
+// safe for concurrent use, also by several processes sharing one folder.
+// Create it with New or NewFromEnv and call Stop when done.
+type Handler struct {
+	folder string // absolute and clean
+	log    *slog.Logger
+	now    func() time.Time
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Stop
+	done     chan struct{} // closed when the sweeper has returned
+}
+
+var (
+	_ sdk.Handler = (*Handler)(nil)
+	_ sdk.Stopper = (*Handler)(nil)
+)
+
+// New returns a Handler that keeps sessions in folder.
+//
+// The folder is created with mode 0700 if it is missing. If it exists and
+// other users may read, write or enter it, New changes its mode to 0700 and
+// logs that it did. New fails, with an error saying what to do, when the
+// folder cannot be created, is not a folder, cannot be made private or is
+// not writable.
+//
+// Unless WithSweepInterval turns it off, New starts a goroutine that calls
+// Sweep once a minute; Stop ends it.
+func New(folder string, opts ...Option) (*Handler, error) {
+	cfg := config{sweepInterval: DefaultSweepInterval, now: time.Now}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if cfg.log == nil {
+		cfg.log = sdk.Logger()
+	}
+	if folder == "" {
+		return nil, fmt.Errorf("session folder is empty: set %s to the folder that should hold session files", EnvFolder)
+	}
+	abs, err := filepath.Abs(folder)
+	if err != nil {
+		return nil, fmt.Errorf("session folder %s: cannot resolve it to an absolute path: %w; set %s to an absolute path", folder, err, EnvFolder)
+	}
+	if err := prepareFolder(abs, cfg.log); err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		folder: abs,
+		log:    cfg.log,
+		now:    cfg.now,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	h.startSweeper(cfg.sweepInterval)
+	return h, nil
+}
+
+// prepareFolder makes sure folder exists, is private to this user and is
+// writable.
+func prepareFolder(folder string, log *slog.Logger) error {
+	if info, err := os.Stat(folder); err == nil && !info.IsDir() {
+		return fmt.Errorf("session folder %s exists but is not a folder; remove it or set %s to another path", folder, EnvFolder)
+	}
+	if err := os.MkdirAll(folder, folderMode); err != nil {
+		return fmt.Errorf("session folder %s cannot be created: %w; create it as the user that runs the app (mkdir -m 700 %s) or set %s to a folder that user can write",
+			folder, unwrapPath(err), folder, EnvFolder)
+	}
+	info, err := os.Stat(folder)
+	if err != nil {
+		return fmt.Errorf("session folder %s cannot be used: %w; check that the user that runs the app can reach it or set %s to another folder",
+			folder, unwrapPath(err), EnvFolder)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(folder, folderMode); err != nil {
+			return fmt.Errorf("session folder %s has mode %#o, open to other users, and cannot be made private: %w; run chmod 700 %s as its owner",
+				folder, perm, unwrapPath(err), folder)
+		}
+		log.Warn("session folder was open to other users; changed its mode to 0700",
+			"folder", folder, "old_mode", fmt.Sprintf("%#o", perm))
+	}
+	probe, err := os.CreateTemp(folder, tmpPrefix+"probe-*")
+	if err != nil {
+		return fmt.Errorf("session folder %s is not writable: %w; give the user that runs the app write access to it or set %s to a folder that user can write",
+			folder, unwrapPath(err), EnvFolder)
+	}
+	_ = probe.Close()
+	_ = os.Remove(probe.Name())
+	return nil
+}
+
+// Load returns the record stored under id.
+//
+// It returns sdk.ErrNotFound when there is no file for id, when the record
+// has expired (the file is then removed) and when the file is damaged (a
+// warning is logged; Sweep removes the file later). It returns an error
+// wrapping sdk.ErrInvalidID for an id that is not a session id, ctx.Err()
+// when ctx is already done, and a wrapped error when the file cannot be read.
+func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return sdk.Record{}, err
+	}
+	path, err := h.path(id)
+	if err != nil {
+		return sdk.Record{}, err
+	}
+	content, info, err := readWhole(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	if err != nil {
+		return sdk.Record{}, h.ioError("load", id, err)
+	}
+	hdr, err := parseHeader(content)
+	if err == nil && int64(len(content)-hdr.size) != hdr.dataLen {
+		err = fmt.Errorf("%w: header promises %d bytes of data, file holds %d", errDamaged, hdr.dataLen, len(content)-hdr.size)
+	}
+	if err != nil {
+		h.log.Warn("session file is damaged; treating the session as not found",
+			"folder", h.folder, "session", shortID(id), "error", err)
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	if !h.now().Before(hdr.expires) {
+		if _, err := removeIfUnchanged(path, info); err != nil {
+			h.log.Warn("cannot remove expired session file", "folder", h.folder, "session", shortID(id), "error", unwrapPath(err))
+		}
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	return sdk.Record{Data: content[hdr.size:], Expires: hdr.expires}, nil
+}
+
+// readWhole reads the file at path and returns its content and the
+// FileInfo of the file it read.
+func readWhole(path string) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("session file is not a regular file (mode %s); remove it", info.Mode())
+	}
+	// Session files are replaced by rename, never changed in place, so the
+	// size read by Stat is the size of what this descriptor reads. A file
+	// that is shorter anyway fails the length check in the header.
+	content := make([]byte, info.Size())
+	n, err := io.ReadFull(f, content)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, nil, err
+	}
+	return content[:n], info, nil
+}
+
+// Save creates or replaces the record under id.
+//
+// The write is atomic: Save writes a temporary file (.tmp-*) in the folder
+// with mode 0600, syncs it to disk and renames it onto <id>.sess, so a
+// concurrent Load sees the old record or the new one, never part of either.
+// On failure the temporary file is removed and the old record, if any, is
+// left as it was. When two Saves for one id race, the last rename wins.
+//
+// It returns an error wrapping sdk.ErrInvalidID for an id that is not a
+// session id and ctx.Err() when ctx is done before the rename.
+func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path, err := h.path(id)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(h.folder, tmpPrefix+"*")
+	if err != nil {
+		return h.ioError("save", id, fmt.Errorf("create temporary file: %w", unwrapPath(err)))
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(fileMode); err != nil {
+		return h.ioError("save", id, fmt.Errorf("set mode of temporary file: %w", unwrapPath(err)))
+	}
+	if _, err := f.Write(appendHeader(make([]byte, 0, maxHeaderLen), r.Expires, len(r.Data))); err != nil {
+		return h.ioError("save", id, fmt.Errorf("write temporary file: %w", unwrapPath(err)))
+	}
+	if _, err := f.Write(r.Data); err != nil {
+		return h.ioError("save", id, fmt.Errorf("write temporary file: %w", unwrapPath(err)))
+	}
+	if err := f.Sync(); err != nil {
+		return h.ioError("save", id, fmt.Errorf("sync temporary file: %w", unwrapPath(err)))
+	}
+	if err := f.Close(); err != nil {
+		return h.ioError("save", id, fmt.Errorf("close temporary file: %w", unwrapPath(err)))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return h.ioError("save", id, fmt.Errorf("rename temporary file into place: %w", unwrapPath(err)))
+	}
+	committed = true
+	return nil
+}
+
+// Close removes the record under id. Closing an id that has no record
+// returns nil. It returns an error wrapping sdk.ErrInvalidID for an id that
+// is not a session id and ctx.Err() when ctx is already done.
+func (h *Handler) Close(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path, err := h.path(id)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return h.ioError("close", id, err)
+	}
+	return nil
+}

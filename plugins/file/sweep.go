@@ -1,0 +1,228 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tina4go/sessions/sdk"
+)
+
+const (
+	// tmpMaxAge is how old a temporary file must be before Sweep takes it
+	// for the leftover of a crashed Save. A real Save takes far less.
+	tmpMaxAge = time.Hour
+	// sweepBatch is how many folder entries Sweep reads at a time, so a
+	// folder of many files is never held in memory whole.
+	sweepBatch = 256
+	// maxSweepErrors is how many errors Sweep reports in full; the rest are
+	// counted.
+	maxSweepErrors = 5
+)
+
+// Sweep removes, from the session folder, every <id>.sess file whose record
+// expired at or before now or whose content is damaged, and every temporary
+// file (.tmp-*) last modified more than an hour before now. It reads only
+// the header of each session file. It never touches a file with any other
+// name, a file whose name is not a session id plus ".sess", or anything that
+// is not a regular file (folders, symlinks).
+//
+// Sweep goes on past errors with single files and returns how many files it
+// removed together with the errors it met (nil if none). The background
+// sweeper calls it; call it directly when the sweeper is off.
+func (h *Handler) Sweep(now time.Time) (removed int, err error) {
+	return h.sweep(now, nil)
+}
+
+// sweep is Sweep, stopping early once stop is closed.
+func (h *Handler) sweep(now time.Time, stop <-chan struct{}) (removed int, err error) {
+	dir, err := os.Open(h.folder)
+	if err != nil {
+		return 0, fmt.Errorf("sweep session folder %s: %w", h.folder, unwrapPath(err))
+	}
+	defer dir.Close()
+	var errs sweepErrors
+	for {
+		entries, rerr := dir.ReadDir(sweepBatch)
+		for _, e := range entries {
+			ok, err := h.sweepEntry(e, now)
+			if ok {
+				removed++
+			}
+			if err != nil {
+				errs.add(err)
+			}
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				errs.add(fmt.Errorf("sweep session folder %s: %w", h.folder, unwrapPath(rerr)))
+			}
+			break
+		}
+		select {
+		case <-stop:
+			return removed, errs.err()
+		default:
+		}
+	}
+	return removed, errs.err()
+}
+
+// sweepEntry removes one folder entry if Sweep should, and reports whether
+// it did.
+func (h *Handler) sweepEntry(e fs.DirEntry, now time.Time) (bool, error) {
+	name := e.Name()
+	if !e.Type().IsRegular() {
+		return false, nil
+	}
+	switch {
+	case strings.HasPrefix(name, tmpPrefix):
+		return h.sweepTemp(name, e, now)
+	case strings.HasSuffix(name, suffix) && sdk.ValidID(strings.TrimSuffix(name, suffix)):
+		return h.sweepSession(name, now)
+	default:
+		return false, nil
+	}
+}
+
+// sweepTemp removes the temporary file name if it is older than tmpMaxAge.
+func (h *Handler) sweepTemp(name string, e fs.DirEntry, now time.Time) (bool, error) {
+	info, err := e.Info()
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // its Save finished meanwhile
+	}
+	if err != nil {
+		return false, fmt.Errorf("sweep temporary file %s: %w", name, unwrapPath(err))
+	}
+	if now.Sub(info.ModTime()) <= tmpMaxAge {
+		return false, nil
+	}
+	if err := os.Remove(filepath.Join(h.folder, name)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("sweep temporary file %s: %w", name, unwrapPath(err))
+	}
+	return true, nil
+}
+
+// sweepSession removes the session file name if its record has expired or
+// the file is damaged. It reads the header only.
+func (h *Handler) sweepSession(name string, now time.Time) (bool, error) {
+	id := strings.TrimSuffix(name, suffix)
+	path, err := h.path(id)
+	if err != nil {
+		return false, nil // not a file Sweep may touch
+	}
+	hdr, info, err := readHeader(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // closed or removed by a Load meanwhile
+	}
+	if err != nil && !errors.Is(err, errDamaged) {
+		return false, h.ioError("sweep", id, err)
+	}
+	damaged := err
+	if damaged == nil && hdr.dataLen != info.Size()-int64(hdr.size) {
+		damaged = fmt.Errorf("%w: header promises %d bytes of data, file holds %d", errDamaged, hdr.dataLen, info.Size()-int64(hdr.size))
+	}
+	if damaged == nil && now.Before(hdr.expires) {
+		return false, nil // live
+	}
+	removed, err := removeIfUnchanged(path, info)
+	if err != nil {
+		return false, h.ioError("sweep", id, err)
+	}
+	if removed && damaged != nil {
+		h.log.Warn("removed damaged session file", "folder", h.folder, "session", shortID(id), "error", damaged)
+	}
+	return removed, nil
+}
+
+// readHeader reads and parses the header of the session file at path,
+// reading at most maxHeaderLen bytes. A file that cannot be parsed returns
+// its FileInfo and an error wrapping errDamaged.
+func readHeader(path string) (header, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return header{}, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return header{}, nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return header{}, nil, fmt.Errorf("session file is not a regular file (mode %s)", info.Mode())
+	}
+	var buf [maxHeaderLen]byte
+	n, err := io.ReadFull(f, buf[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return header{}, nil, err
+	}
+	hdr, err := parseHeader(buf[:n])
+	return hdr, info, err
+}
+
+// sweepErrors collects the errors of one sweep, keeping the first few.
+type sweepErrors struct {
+	errs  []error
+	extra int
+}
+
+func (s *sweepErrors) add(err error) {
+	if len(s.errs) < maxSweepErrors {
+		s.errs = append(s.errs, err)
+		return
+	}
+	s.extra++
+}
+
+func (s *sweepErrors) err() error {
+	if s.extra > 0 {
+		return errors.Join(append(s.errs, fmt.Errorf("and %d more errors", s.extra))...)
+	}
+	return errors.Join(s.errs...)
+}
+
+// startSweeper starts the background sweeper, unless every is zero or less.
+func (h *Handler) startSweeper(every time.Duration) {
+	if every <= 0 {
+		close(h.done)
+		return
+	}
+	go h.sweepEvery(every)
+}
+
+// sweepEvery calls Sweep every interval until Stop.
+func (h *Handler) sweepEvery(every time.Duration) {
+	defer close(h.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			removed, err := h.sweep(h.now(), h.stop)
+			if removed > 0 {
+				h.log.Info("swept session folder", "folder", h.folder, "removed", removed)
+			}
+			if err != nil {
+				h.log.Warn("sweeping session folder failed", "folder", h.folder, "removed", removed, "error", err)
+			}
+		}
+	}
+}
+
+// Stop stops the background sweeper and waits for it to return. It is safe
+// to call more than once and from several goroutines. Load, Save, Close and
+// Sweep keep working after Stop.
+func (h *Handler) Stop() {
+	h.stopOnce.Do(func() { close(h.stop) })
+	<-h.done
+}
