@@ -50,13 +50,27 @@ type Host struct {
 type Option func(*options)
 
 type options struct {
-	cfg     *config.Config
+	cfg      *config.Config
+	builtins map[string]loader.Builtin
 	logger  *slog.Logger
 	onError func(http.ResponseWriter, *http.Request, error)
 }
 
 // WithConfig uses cfg instead of reading the environment and .env.
 func WithConfig(cfg config.Config) Option { return func(o *options) { o.cfg = &cfg } }
+
+// WithHandler makes h available in process under name, as a built-in
+// handler: it serves when TINA4_SESSION_HANDLER selects name and the plugin
+// directory has no binary of that name. Use it to ship a handler inside
+// your app, or in tests.
+func WithHandler(name, version string, h sdk.Handler) Option {
+	return func(o *options) {
+		if o.builtins == nil {
+			o.builtins = map[string]loader.Builtin{}
+		}
+		o.builtins[name] = func() (shared.Store, error) { return sdk.NewStore(name, version, h), nil }
+	}
+}
 
 // WithLogger sends the host's log to l (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -95,6 +109,18 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		o.logger.Warn("TINA4_SESSION_SAMESITE=None without TINA4_SESSION_SECURE=true: browsers reject such cookies")
 	}
 	folder := cfg.SessionFolder
+	builtins := map[string]loader.Builtin{
+		file.Name: func() (shared.Store, error) {
+			fh, err := file.New(folder, file.WithLogger(o.logger))
+			if err != nil {
+				return nil, err
+			}
+			return sdk.NewStore(file.Name, file.Version, fh), nil
+		},
+	}
+	for name, b := range o.builtins {
+		builtins[name] = b
+	}
 	lh, err := loader.Open(ctx, loader.Config{
 		Name:         cfg.Handler,
 		Dir:          cfg.PluginDir,
@@ -102,15 +128,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		CallTimeout:  cfg.PluginTimeout,
 		StartTimeout: cfg.StartTimeout,
 		Logger:       o.logger,
-		Builtins: map[string]loader.Builtin{
-			file.Name: func() (shared.Store, error) {
-				fh, err := file.New(folder, file.WithLogger(o.logger))
-				if err != nil {
-					return nil, err
-				}
-				return sdk.NewStore(file.Name, file.Version, fh), nil
-			},
-		},
+		Builtins:     builtins,
 	})
 	if err != nil {
 		return nil, err

@@ -90,6 +90,13 @@ func (s *server) Health(ctx context.Context) error {
 	return nil
 }
 
+// Stop forwards to the handler's Stop, so an in-process host can release it.
+func (s *server) Stop() {
+	if st, ok := s.cfg.Handler.(Stopper); ok {
+		st.Stop()
+	}
+}
+
 func (s *server) Load(ctx context.Context, id string) (Record, error) {
 	if !ValidID(id) {
 		return Record{}, ErrInvalidID

@@ -26,9 +26,14 @@ type instance struct {
 
 func (in *instance) exited() bool { return in.client != nil && in.client.Exited() }
 
+// kill stops the plugin process, or releases a built-in handler that can be stopped.
 func (in *instance) kill() {
 	if in.client != nil {
 		in.client.Kill()
+		return
+	}
+	if st, ok := in.store.(interface{ Stop() }); ok {
+		st.Stop()
 	}
 }
 

@@ -1,0 +1,251 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tina4go/sessions/host/config"
+	"github.com/tina4go/sessions/sdk"
+)
+
+// recorder is an in-process handler that records every call it gets.
+type recorder struct {
+	mu      sync.Mutex
+	m       map[string]sdk.Record
+	calls   []string
+	loadErr error
+	saveErr error
+}
+
+func (r *recorder) log(op, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, op+" "+id)
+}
+
+func (r *recorder) ops() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func (r *recorder) Load(_ context.Context, id string) (sdk.Record, error) {
+	r.log("Load", id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.loadErr != nil {
+		return sdk.Record{}, r.loadErr
+	}
+	rec, ok := r.m[id]
+	if !ok {
+		return rec, sdk.ErrNotFound
+	}
+	return rec, nil
+}
+
+func (r *recorder) Save(_ context.Context, id string, rec sdk.Record) error {
+	r.log("Save", id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.saveErr != nil {
+		return r.saveErr
+	}
+	r.m[id] = rec
+	return nil
+}
+
+func (r *recorder) Close(_ context.Context, id string) error {
+	r.log("Close", id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
+	return nil
+}
+
+func testHost(t *testing.T, rec *recorder) *Host {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_SESSION_HANDLER=Recorder", "TINA4_PLUGIN_DIR=" + dir, "TINA4_SECRET=host-test-secret-0123456789abcdef",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(context.Background(), WithConfig(cfg), WithHandler("Recorder", "test", rec),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// app is a small router over the session API.
+func app(t *testing.T, h *Host) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /none", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, FromRequest(r).GetString("user"))
+	})
+	mux.HandleFunc("POST /set", func(w http.ResponseWriter, r *http.Request) {
+		if err := FromRequest(r).Set("user", r.URL.Query().Get("v")); err != nil {
+			t.Error(err)
+		}
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		FromRequest(r).Regenerate()
+		FromRequest(r).Set("user", "alice")
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) { FromRequest(r).Destroy() })
+	srv := httptest.NewServer(h.Wrap(mux))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func client(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
+}
+
+func do(t *testing.T, c *http.Client, method, url string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestNoHandlerCallForARequestThatNeverTouchesItsSession(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	c := client(t)
+	do(t, c, "GET", srv.URL+"/none")
+	do(t, c, "GET", srv.URL+"/get")
+	if ops := rec.ops(); len(ops) != 0 {
+		t.Fatalf("requests without a session cookie that change nothing must not call the handler, got %v", ops)
+	}
+}
+
+func TestMalformedCookieNeverReachesTheHandler(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	for _, v := range []string{"../../etc/passwd", "x", strings.Repeat("A", 44), "tina4:session:*", strings.Repeat("A", 42) + "."} {
+		req, _ := http.NewRequest("POST", srv.URL+"/set?v=bob", nil)
+		req.AddCookie(&http.Cookie{Name: "tina4_session", Value: v})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, op := range rec.ops() {
+			if strings.HasSuffix(op, " "+v) {
+				t.Fatalf("cookie %q reached the handler: %v", v, rec.ops())
+			}
+			if strings.HasPrefix(op, "Load") {
+				t.Fatalf("a malformed cookie must not cause a Load: %v", rec.ops())
+			}
+		}
+	}
+}
+
+func TestNoSaveWhenTheRequestChangedNothing(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	c := client(t)
+	do(t, c, "POST", srv.URL+"/set?v=alice")
+	n := len(rec.ops())
+	do(t, c, "GET", srv.URL+"/get")
+	do(t, c, "POST", srv.URL+"/set?v=alice")
+	for _, op := range rec.ops()[n:] {
+		if !strings.HasPrefix(op, "Load ") {
+			t.Fatalf("unchanged requests may only Load, got %v", rec.ops()[n:])
+		}
+	}
+}
+
+func TestLoadFailureAnswers503AndNeverRunsTheApp(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	c := client(t)
+	do(t, c, "POST", srv.URL+"/set?v=alice")
+	rec.mu.Lock()
+	rec.loadErr = errors.New("store is down")
+	rec.mu.Unlock()
+	n := len(rec.ops())
+	resp, _ := do(t, c, "POST", srv.URL+"/set?v=mallory")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("want 503 when the store fails, got %d", resp.StatusCode)
+	}
+	for _, op := range rec.ops()[n:] {
+		if strings.HasPrefix(op, "Save") {
+			t.Fatalf("a failed load must never be followed by a save over real data: %v", rec.ops()[n:])
+		}
+	}
+}
+
+func TestSaveFailureAnswers503(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}, saveErr: errors.New("disk full")}
+	srv := app(t, testHost(t, rec))
+	resp, _ := do(t, client(t), "POST", srv.URL+"/set?v=alice")
+	if resp.StatusCode != http.StatusServiceUnavailable || len(resp.Cookies()) != 0 {
+		t.Fatalf("a failed save must answer 503 without a cookie, got %d %v", resp.StatusCode, resp.Cookies())
+	}
+}
+
+func TestRegenerateOnLoginIssuesANewIDAndDropsTheOld(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	c := client(t)
+	resp, _ := do(t, c, "POST", srv.URL+"/set?v=anon")
+	before := resp.Cookies()[0].Value
+	resp, _ = do(t, c, "POST", srv.URL+"/login")
+	after := resp.Cookies()[0].Value
+	if after == before {
+		t.Fatalf("login must issue a new session id")
+	}
+	if _, ok := rec.m[before]; ok {
+		t.Fatalf("the pre-login id must be destroyed")
+	}
+	if _, body := do(t, c, "GET", srv.URL+"/get"); body != "alice" {
+		t.Fatalf("after login the session holds user=alice, got %q", body)
+	}
+}
+
+func TestLogoutDestroysAndExpiresTheCookie(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	srv := app(t, testHost(t, rec))
+	c := client(t)
+	do(t, c, "POST", srv.URL+"/set?v=alice")
+	resp, _ := do(t, c, "POST", srv.URL+"/logout")
+	if len(resp.Cookies()) != 1 || resp.Cookies()[0].MaxAge >= 0 {
+		t.Fatalf("logout must expire the cookie, got %v", resp.Cookies())
+	}
+	if len(rec.m) != 0 {
+		t.Fatalf("logout must delete the stored session, %d left", len(rec.m))
+	}
+	if _, body := do(t, c, "GET", srv.URL+"/get"); body != "" {
+		t.Fatalf("after logout the session is empty, got %q", body)
+	}
+}
+
+func TestFromRequestOutsideWrapPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("FromRequest on a request that did not pass through Wrap must panic")
+		}
+	}()
+	FromRequest(httptest.NewRequest("GET", "/", nil))
+}
