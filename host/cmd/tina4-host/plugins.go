@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/host/loader"
-	"github.com/tina4go/sessions/host/session"
-	"github.com/tina4go/sessions/shared"
+	"github.com/tina4go/sessions/sdk/handlertest"
 )
 
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
@@ -76,40 +73,24 @@ func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok   launched %s %s (pid %d) from %s\n", info.Name, info.Version, info.PID, path)
-	id := session.NewID()
-	want := []byte("tina4-host plugins verify " + time.Now().Format(time.RFC3339Nano))
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"save a throwaway session", func() error {
-			return h.Save(ctx, id, shared.Record{Data: want, Expires: time.Now().Add(time.Minute)})
-		}},
-		{"load it back byte for byte", func() error {
-			rec, err := h.Load(ctx, id)
-			if err != nil {
-				return err
-			}
-			if string(rec.Data) != string(want) {
-				return fmt.Errorf("loaded %d bytes that differ from the %d saved", len(rec.Data), len(want))
-			}
-			return nil
-		}},
-		{"close it", func() error { return h.Close(ctx, id) }},
-		{"load after close reports not found", func() error {
-			if _, err := h.Load(ctx, id); !errors.Is(err, shared.ErrNotFound) {
-				return fmt.Errorf("want not found, got %v", err)
-			}
-			return nil
-		}},
-		{"health", func() error { return h.Health(ctx) }},
-	}
-	for _, st := range steps {
-		if err := st.do(); err != nil {
-			fmt.Fprintf(stdout, "FAIL %s: %v\n", st.what, err)
-			return 1
+	failed := false
+	for _, r := range handlertest.CheckAll(ctx, h, handlertest.Options{Quick: true}) {
+		if r.Err != nil {
+			failed = true
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Name, r.Err)
+			continue
 		}
-		fmt.Fprintf(stdout, "ok   %s\n", st.what)
+		fmt.Fprintf(stdout, "ok   %s\n", r.Name)
+	}
+	if err := h.Health(ctx); err != nil {
+		failed = true
+		fmt.Fprintf(stdout, "FAIL health: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "ok   health\n")
+	}
+	if failed {
+		fmt.Fprintf(stdout, "FAIL %s\n", name)
+		return 1
 	}
 	fmt.Fprintf(stdout, "PASS %s\n", name)
 	return 0
