@@ -52,8 +52,8 @@ type Option func(*options)
 type options struct {
 	cfg      *config.Config
 	builtins map[string]loader.Builtin
-	logger  *slog.Logger
-	onError func(http.ResponseWriter, *http.Request, error)
+	logger   *slog.Logger
+	onError  func(http.ResponseWriter, *http.Request, error)
 }
 
 // WithConfig uses cfg instead of reading the environment and .env.
@@ -127,6 +127,8 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		Env:          cfg.PluginEnv,
 		CallTimeout:  cfg.PluginTimeout,
 		StartTimeout: cfg.StartTimeout,
+		SHA256:       cfg.HandlerSHA256,
+		SumsFile:     cfg.PluginSums,
 		Logger:       o.logger,
 		Builtins:     builtins,
 	})

@@ -18,6 +18,8 @@
 //	TINA4_SECRET_FILE            .tina4/secret.key         key file generated and used when TINA4_SECRET is unset
 //	TINA4_PLUGIN_TIMEOUT         5s                        deadline for each call to the plugin (duration or seconds; > 0)
 //	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
+//	TINA4_SESSION_HANDLER_SHA256 (unset)                   SHA-256 (64 hex digits) the handler binary must have
+//	TINA4_PLUGIN_SUMS            (unset)                   sums file ("<sha256>  <name>" lines, as sha256sum prints) kept outside the plugin dir
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
 //	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
 //
@@ -55,6 +57,8 @@ const (
 	envPluginTimeout = "TINA4_PLUGIN_TIMEOUT"
 	envStartTimeout  = "TINA4_PLUGIN_START_TIMEOUT"
 	envAddr          = "TINA4_ADDR"
+	envHandlerSHA256 = "TINA4_SESSION_HANDLER_SHA256"
+	envPluginSums    = "TINA4_PLUGIN_SUMS"
 	envLogLevel      = "TINA4_LOG_LEVEL"
 
 	// envRedisSecret is a Redis password, not session key material: the
@@ -79,6 +83,8 @@ type Config struct {
 	StartTimeout  time.Duration // TINA4_PLUGIN_START_TIMEOUT, default 10s
 	Addr          string        // TINA4_ADDR, default "127.0.0.1:7145"
 	LogLevel      string        // TINA4_LOG_LEVEL, default "info"; always lower case
+	HandlerSHA256 string        // TINA4_SESSION_HANDLER_SHA256, default "" (no pin); lower-case hex
+	PluginSums    string        // TINA4_PLUGIN_SUMS, default "" (no sums file)
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -133,6 +139,7 @@ func Load(opts Options) (Config, error) {
 		Secret:        src.str(envSecret, ""),
 		SecretFile:    src.str(envSecretFile, filepath.Join(".tina4", "secret.key")),
 		Addr:          src.str(envAddr, "127.0.0.1:7145"),
+		PluginSums:    src.str(envPluginSums, ""),
 		EnvFile:       src.envFilePath,
 		PluginEnv:     src.pluginEnv(),
 	}
@@ -143,6 +150,7 @@ func Load(opts Options) (Config, error) {
 	c.SameSite = parse(&src, &errs, envSameSite, http.SameSiteLaxMode, parseSameSite)
 	c.Secure = parse(&src, &errs, envSecure, false, parseBool)
 	c.LogLevel = parse(&src, &errs, envLogLevel, "info", parseLogLevel)
+	c.HandlerSHA256 = parse(&src, &errs, envHandlerSHA256, "", parseSHA256)
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))

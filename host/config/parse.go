@@ -60,3 +60,12 @@ func parseLogLevel(s string) (string, error) {
 	}
 	return "", errors.New("want debug, info, warn or error")
 }
+
+// parseSHA256 accepts 64 hex digits (any case) and returns them in lower case.
+func parseSHA256(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) != 64 || strings.Trim(s, "0123456789abcdef") != "" {
+		return "", errors.New("want 64 hex digits, as sha256sum prints")
+	}
+	return s, nil
+}

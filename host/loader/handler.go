@@ -43,6 +43,11 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBackoff caps the wait between restarts of a crashing plugin (default 30s).
 	MaxBackoff time.Duration
+	// SHA256 pins the handler binary to this SHA-256 (hex); "" for no pin.
+	SHA256 string
+	// SumsFile names a file of "<sha256>  <name>" lines (sha256sum output),
+	// kept outside Dir; when set, the handler must be listed in it.
+	SumsFile string
 }
 
 // Handler is a supervised session handler. It implements shared.Store; every
@@ -83,6 +88,10 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, path: path, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if path == "" && cfg.SHA256 != "" {
+		return nil, fmt.Errorf("%w: TINA4_SESSION_HANDLER_SHA256 pins %s, but %s has no binary of that name; copy the pinned binary there or unset the pin",
+			ErrChecksum, cfg.Name, cfg.Dir)
+	}
 	if path == "" {
 		mk, ok := cfg.Builtins[cfg.Name]
 		if !ok {

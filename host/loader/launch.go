@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,7 @@ import (
 // built-in handler (client == nil).
 type instance struct {
 	client  *plugin.Client
+	cleanup func() // removes a private copy of the binary, if one was made
 	store   shared.Store
 	info    shared.Info
 	stderr  *tailBuffer
@@ -30,6 +32,9 @@ func (in *instance) exited() bool { return in.client != nil && in.client.Exited(
 func (in *instance) kill() {
 	if in.client != nil {
 		in.client.Kill()
+		if in.cleanup != nil {
+			in.cleanup()
+		}
 		return
 	}
 	if st, ok := in.store.(interface{ Stop() }); ok {
@@ -40,8 +45,21 @@ func (in *instance) kill() {
 // launch starts the plugin binary at path and checks that it is the handler
 // called name.
 func launch(ctx context.Context, path, name string, cfg Config) (*instance, error) {
-	cmd := exec.Command(path)
+	want, err := pinnedSum(Config{Name: name, Dir: cfg.Dir, SHA256: cfg.SHA256, SumsFile: cfg.SumsFile})
+	if err != nil {
+		return nil, err
+	}
+	exe, cleanup := path, func() {}
+	if want != "" {
+		if exe, cleanup, err = privateCopy(path, name, want); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command(exe)
 	cmd.Env = pluginEnv(cfg.Env)
+	// A plugin that leaves children holding its stdout/stderr must not
+	// keep the host waiting once the plugin itself has exited.
+	cmd.WaitDelay = time.Second
 	dieWithHost(cmd)
 	tail := newTailBuffer(20)
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -53,6 +71,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 		SkipHostEnv:      true,
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           tail,
+		SyncStderr:       &stderrLog{tail: tail, log: cfg.Logger.With("handler", name)},
 		Logger:           hclogFor(cfg.Logger, name),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(shared.MaxMessageSize),
@@ -60,7 +79,10 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 		)},
 	})
 	fail := func(err error) (*instance, error) {
+		killGroup(cmd)
 		client.Kill()
+		cleanup()
+		err = explainStart(err, name, cfg)
 		if last := tail.String(); last != "" {
 			return nil, fmt.Errorf("start session handler %s (%s): %w; its last output:\n%s", name, path, err, last)
 		}
@@ -87,7 +109,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	if info.Name != name {
 		return fail(fmt.Errorf("binary reports its name as %q, not %q; rename the file to match the handler it holds", info.Name, name))
 	}
-	return &instance{client: client, store: store, info: info, stderr: tail, started: time.Now()}, nil
+	return &instance{client: client, cleanup: cleanup, store: store, info: info, stderr: tail, started: time.Now()}, nil
 }
 
 // hclogFor gives go-plugin a logger that writes through the host's slog
@@ -111,4 +133,35 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Info(msg)
 	return len(p), nil
+}
+
+// startError is a launch failure in an operator's words; it still unwraps
+// to go-plugin's own error.
+type startError struct {
+	msg string
+	err error
+}
+
+func (e *startError) Error() string { return e.msg }
+func (e *startError) Unwrap() error { return e.err }
+
+// explainStart turns go-plugin's start-up errors into what they mean for an
+// operator.
+func explainStart(err error, name string, cfg Config) error {
+	msg := err.Error()
+	const unrecognized = "Unrecognized remote plugin message: "
+	switch {
+	case strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		return &startError{"it exited or closed stdout during start-up without the plugin handshake (a crash, a wrong magic cookie, or not a tina4 session handler at all)", err}
+	case strings.Contains(msg, unrecognized):
+		line, _, _ := strings.Cut(msg[strings.Index(msg, unrecognized)+len(unrecognized):], "\n")
+		return &startError{fmt.Sprintf("it printed %q on stdout instead of the plugin handshake: it is not a tina4 session handler, or it wrote to stdout before serving (handlers must log to stderr only)", line), err}
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
+		return &startError{fmt.Sprintf("%s; it speaks none of the protocol versions this host speaks (%d): rebuild it against a matching github.com/tina4go/sessions/sdk", msg, shared.ProtocolVersion), err}
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return &startError{fmt.Sprintf("it did not complete the plugin handshake within %s (TINA4_PLUGIN_START_TIMEOUT)", cfg.StartTimeout), err}
+	case strings.Contains(msg, "plugin exited before we could connect"):
+		return &startError{"it exited during start-up, before the host could connect (a crash, a wrong magic cookie, or not a tina4 session handler)", err}
+	}
+	return err
 }

@@ -1,10 +1,15 @@
 package loader
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -21,6 +26,7 @@ func TestMain(m *testing.M) {
 	builds := map[string]string{
 		"SessionFileHandler": "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
 		"Hang":               "github.com/tina4go/sessions/host/loader/testdata/hang",
+		"misbehave":          "github.com/tina4go/sessions/host/loader/testdata/misbehave",
 	}
 	for name, pkg := range builds {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
@@ -62,3 +68,35 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// pluginDirWith makes a plugin directory holding the misbehave binary under
+// each of the given names.
+func pluginDirWith(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := pluginDir(t)
+	for _, n := range names {
+		copyFile(t, filepath.Join(binDir, "misbehave"), filepath.Join(dir, n), 0o755)
+	}
+	return dir
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -2,6 +2,9 @@ package loader
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -26,8 +29,12 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		t.lines = append(t.lines, string(t.partial[:i]))
+		line := t.partial[:i]
 		t.partial = t.partial[i+1:]
+		if bytes.Contains(line, []byte(`"@level":"debug"`)) || bytes.Contains(line, []byte(`"@level":"trace"`)) {
+			continue // go-plugin's own chatter; keep what the handler said
+		}
+		t.lines = append(t.lines, string(line))
 		if len(t.lines) > t.max {
 			t.lines = t.lines[len(t.lines)-t.max:]
 		}
@@ -47,4 +54,57 @@ func (t *tailBuffer) String() string {
 		lines = append(append([]string(nil), lines...), string(t.partial))
 	}
 	return strings.Join(lines, "\n")
+}
+
+// stderrLog receives what a plugin writes to stderr after its handshake
+// (go-plugin streams it over gRPC): each line is kept in tail for crash
+// reports and logged under the handler's name, at the level the line
+// carries when it is a JSON log record from sdk.Logger.
+type stderrLog struct {
+	tail    *tailBuffer
+	log     *slog.Logger
+	mu      sync.Mutex
+	partial []byte
+}
+
+func (s *stderrLog) Write(p []byte) (int, error) {
+	s.tail.Write(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		s.logLine(s.partial[:i])
+		s.partial = s.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+func (s *stderrLog) logLine(line []byte) {
+	var rec map[string]any
+	if json.Unmarshal(line, &rec) != nil {
+		s.log.Info(string(line))
+		return
+	}
+	msg, _ := rec["@message"].(string)
+	lvl, _ := rec["@level"].(string)
+	var attrs []any
+	for k, v := range rec {
+		if !strings.HasPrefix(k, "@") {
+			attrs = append(attrs, k, v)
+		}
+	}
+	level := slog.LevelInfo
+	switch lvl {
+	case "trace", "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	s.log.Log(context.Background(), level, msg, attrs...)
 }

@@ -13,7 +13,8 @@ import (
 
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
 	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.PluginEnv,
-		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log}
+		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log,
+		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums}
 }
 
 // listPlugins prints every file in the plugin directory, whether it is
@@ -35,7 +36,11 @@ func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdou
 			fmt.Fprintf(stdout, "  usable: no: %v\n", c.Err)
 			continue
 		}
-		info, err := loader.Describe(ctx, c.Path, c.Name, loaderConfig(cfg, log))
+		lc := loaderConfig(cfg, log)
+		if c.Name != cfg.Handler {
+			lc.SHA256 = "" // the pin is for the selected handler only
+		}
+		info, err := loader.Describe(ctx, c.Path, c.Name, lc)
 		if err != nil {
 			fmt.Fprintf(stdout, "  usable: no: %v\n", err)
 			continue
