@@ -1,6 +1,7 @@
 # tina4go/sessions
 #   make run    build and run the reference server on the file handler (127.0.0.1:7145)
-#   make test   gofmt + go vet + every test with the race detector (needs only Go)
+#   make test   gofmt + go vet + every test with the race detector
+#               (needs Go, and redis-server + redis-cli on PATH for the Redis handler's tests)
 #   make build  bin/tina4-host and every handler binary in bin/plugins/
 #   make bench  the benchmarks
 #   make proto  regenerate shared/proto from session.proto (needs protoc)
@@ -11,11 +12,12 @@ PLUGINS  := $(BIN)/plugins
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 
-.PHONY: build run test bench proto fmt vet clean
+.PHONY: build run test bench proto fmt vet clean redis-tools
 
 build:
 	$(GO) build -o $(BIN)/tina4-host ./host/cmd/tina4-host
 	$(GO) build -o $(PLUGINS)/SessionFileHandler ./plugins/file/cmd/SessionFileHandler
+	$(GO) build -o $(PLUGINS)/SessionRedisHandler ./plugins/redis/cmd/SessionRedisHandler
 	chmod 0755 $(PLUGINS)
 
 run: build
@@ -28,11 +30,18 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-test: fmt vet
-	$(GO) test -race -count=1 -timeout 20m ./...
+test: fmt vet redis-tools
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The Redis tests start their own redis-server instances; they never skip.
+redis-tools:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  echo "redis-server/redis-cli not found: installing Debian's redis-server"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y redis-server >/dev/null || { apt-get update >/dev/null && apt-get install -y redis-server >/dev/null; }; \
+	  else sudo apt-get install -y redis-server >/dev/null; fi; }
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m .
 
 proto:
 	mkdir -p $(BIN)/protoc-plugins

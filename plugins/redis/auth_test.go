@@ -1,0 +1,121 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tina4go/sessions/internal/redistest"
+	"github.com/tina4go/sessions/sdk"
+)
+
+// roundTrip saves a record and loads it back, failing the test if that
+// does not work.
+func roundTrip(t *testing.T, h *Handler) {
+	t.Helper()
+	ctx := context.Background()
+	id := randomID(t)
+	if err := h.Save(ctx, id, sdk.Record{Data: []byte("token"), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	got, err := h.Load(ctx, id)
+	if err != nil || string(got.Data) != "token" {
+		t.Fatalf("Load: want %q, got %q, %v", "token", got.Data, err)
+	}
+	if err := h.Health(ctx); err != nil {
+		t.Errorf("Health: want nil, got %v", err)
+	}
+}
+
+func TestPasswordAuthentication(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret")
+	for _, name := range []string{EnvPassword, EnvSecret} {
+		t.Run(name, func(t *testing.T) {
+			opts, err := OptionsFromEnv(env(map[string]string{
+				EnvHost: "127.0.0.1", EnvPort: itoa(srv.Port()), name: "s3cret",
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Stop()
+			roundTrip(t, h)
+		})
+	}
+}
+
+func TestWrongOrMissingPasswordIsReportedByHealth(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret")
+	tests := []struct {
+		name, password, want string
+	}{
+		{"wrong password", "guess", "WRONGPASS"},
+		{"no password", "", "NOAUTH"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, logs := newTestHandler(t, []string{srv.Addr()}, func(o *Options) { o.Redis.Password = tc.password })
+			ctx := context.Background()
+			err := h.Health(ctx)
+			if err == nil {
+				t.Fatal("Health: want an error, got nil")
+			}
+			for _, want := range []string{"redis " + srv.Addr(), tc.want, EnvPassword} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Health: want the error to contain %q, got %q", want, err)
+				}
+			}
+			if !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("New: want a start-up warning containing %q, log was %q", tc.want, logs.String())
+			}
+			if _, err := h.Load(ctx, randomID(t)); err == nil || errors.Is(err, sdk.ErrNotFound) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load: want an error (not sdk.ErrNotFound) containing %q, got %v", tc.want, err)
+			}
+			rec := sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}
+			if err := h.Save(ctx, randomID(t), rec); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Save: want an error containing %q, got %v", tc.want, err)
+			}
+			if err := h.Close(ctx, randomID(t)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Close: want an error containing %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(logs.String(), "s3cret") {
+				t.Errorf("the password must not appear in errors or logs: %q / %q", err, logs.String())
+			}
+		})
+	}
+}
+
+func TestACLUserAuthentication(t *testing.T) {
+	srv := redistest.Start(t,
+		// The smallest set of rights docs/handlers/redis.md tells operators to grant.
+		"--user", "alice", "on", ">alicepw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+ping",
+		"--user", "bob", "on", ">bobpw", "~*", "+@all", "-pexpiretime",
+	)
+	opts, err := OptionsFromEnv(env(map[string]string{
+		EnvHost: "127.0.0.1", EnvPort: itoa(srv.Port()), EnvUsername: "alice", EnvPassword: "alicepw",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	roundTrip(t, h)
+	if who, err := srv.Client().Do(context.Background(), "CLIENT", "LIST").Text(); err != nil || !strings.Contains(who, "user=alice") {
+		t.Errorf("CLIENT LIST: want a connection as user alice, got %q, %v", who, err)
+	}
+
+	// A user that may not run a command the handler needs gets told which.
+	bob, _ := newTestHandler(t, []string{srv.Addr()}, func(o *Options) { o.Redis.Username, o.Redis.Password = "bob", "bobpw" })
+	_, err = bob.Load(context.Background(), randomID(t))
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") || !strings.Contains(err.Error(), "PEXPIRETIME") {
+		t.Errorf("Load as a user without PEXPIRETIME: want an error with NOPERM naming the commands needed, got %v", err)
+	}
+}

@@ -1,0 +1,328 @@
+// Package redis is SessionRedisHandler, the tina4go/sessions store for
+// production: sessions in Redis, a single server, a Sentinel-managed master
+// or a Redis Cluster, through one pooled go-redis client per process.
+//
+// The host seals every session before it arrives here, so Redis holds an
+// encrypted token, never readable session values. Each session is one Redis
+// string:
+//
+//	key:    Prefix + id            (for example tina4:session:<43-char id>)
+//	value:  the token, byte for byte
+//	expiry: the record's Expires   (SET key token PXAT <Unix ms>)
+//
+// Redis removes expired sessions by itself. Load reads the value and its
+// expiry in one round trip and one atomic step (MULTI, GET, PEXPIRETIME,
+// EXEC), so Expires comes back to the millisecond as it was saved. On a
+// Redis older than 7.0, which lacks PEXPIRETIME, Load switches to PTTL and
+// Expires is then exact to within the round trip. SET ... PXAT needs Redis
+// 6.2 or newer.
+//
+// The package is importable so a host can run the handler in process;
+// cmd/SessionRedisHandler wraps it into a plugin binary with sdk.Serve.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tina4go/sessions/sdk"
+)
+
+// Name is the handler's name: the plugin binary's file name and the value of
+// TINA4_SESSION_HANDLER that selects it.
+const Name = "SessionRedisHandler"
+
+// Version is the handler's own version.
+const Version = "0.1.0"
+
+// startPingTimeout bounds the PING New sends to report whether Redis is
+// reachable.
+const startPingTimeout = 2 * time.Second
+
+// Handler stores each session as one Redis string under Prefix + id. It is
+// safe for concurrent use, also by several processes (several app servers)
+// sharing one Redis. Create it with New and call Stop when done.
+type Handler struct {
+	client redis.UniversalClient
+	prefix string
+	where  string // what error messages call the Redis: "127.0.0.1:6379", "cluster a,b,c", ...
+	log    *slog.Logger
+
+	// pttl is set once Redis has refused PEXPIRETIME (Redis before 7.0);
+	// Load then asks PTTL instead.
+	pttl atomic.Bool
+
+	stopOnce sync.Once
+}
+
+var (
+	_ sdk.Handler       = (*Handler)(nil)
+	_ sdk.HealthChecker = (*Handler)(nil)
+	_ sdk.Stopper       = (*Handler)(nil)
+)
+
+// New returns a Handler with one pooled go-redis client built from
+// opts.Redis by redis.NewUniversalClient (see Options for the two settings
+// New adjusts).
+//
+// New does not need Redis to be reachable: it sends one PING, waiting at
+// most 2 seconds, and logs a warning saying what is wrong if it fails.
+// Until Redis answers, Load, Save, Close and Health return errors naming
+// Redis; once it answers, they work again with no restart. New fails only
+// for options that can never work (a database other than 0 for a Cluster).
+func New(opts Options) (*Handler, error) {
+	var u redis.UniversalOptions
+	if opts.Redis != nil {
+		u = *opts.Redis
+	}
+	u.Addrs = slices.Clone(u.Addrs)
+	if len(u.Addrs) == 0 {
+		u.Addrs = []string{net.JoinHostPort(DefaultHost, strconv.Itoa(DefaultPort))}
+	}
+	if u.MasterName == "" && (len(u.Addrs) > 1 || u.IsClusterMode) && u.DB != 0 {
+		return nil, fmt.Errorf("redis database %d requested for a Redis Cluster (%s), which has only database 0: unset %s or use database 0",
+			u.DB, strings.Join(u.Addrs, ","), EnvDB)
+	}
+	u.ContextTimeoutEnabled = true
+	if u.DialerRetries == 0 {
+		u.DialerRetries = 1
+	}
+	h := &Handler{
+		client: redis.NewUniversalClient(&u),
+		prefix: opts.Prefix,
+		where:  describe(&u),
+		log:    opts.Logger,
+	}
+	if h.prefix == "" {
+		h.prefix = DefaultPrefix
+	}
+	if h.log == nil {
+		h.log = sdk.Logger()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), startPingTimeout)
+	defer cancel()
+	if err := h.Health(ctx); err != nil {
+		h.log.Warn("redis does not answer yet; session requests fail (the host answers 503) until it does, then work again by themselves",
+			"redis", h.where, "error", err.Error())
+	} else {
+		h.log.Info("connected to redis", "redis", h.where, "prefix", h.prefix)
+	}
+	return h, nil
+}
+
+// describe names the Redis a client talks to, for messages.
+func describe(u *redis.UniversalOptions) string {
+	switch {
+	case u.MasterName != "":
+		return "sentinel master " + u.MasterName + " via " + strings.Join(u.Addrs, ",")
+	case len(u.Addrs) > 1 || u.IsClusterMode:
+		return "cluster " + strings.Join(u.Addrs, ",")
+	default:
+		return u.Addrs[0]
+	}
+}
+
+// Load returns the record stored under id.
+//
+// It returns sdk.ErrNotFound when there is no key for id (never saved,
+// closed, or expired and removed by Redis), and also when the key holds
+// something this handler never writes (not a string, or a string without an
+// expiry); those are logged as warnings and left for the next Save to
+// replace. It returns an error wrapping sdk.ErrInvalidID for an id that is
+// not a session id, without asking Redis; ctx.Err() when ctx is already
+// done; and an error naming Redis and its address when Redis cannot be
+// asked.
+func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return sdk.Record{}, err
+	}
+	key, err := h.key(id)
+	if err != nil {
+		return sdk.Record{}, err
+	}
+	return h.load(ctx, id, key)
+}
+
+// load reads key's value and expiry in one MULTI/EXEC.
+func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) {
+	usePTTL := h.pttl.Load()
+	var get *redis.StringCmd
+	var exp *redis.DurationCmd
+	_, txErr := h.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		if usePTTL {
+			exp = p.PTTL(ctx, key)
+		} else {
+			exp = p.PExpireTime(ctx, key)
+		}
+		return nil
+	})
+	now := time.Now()
+	if !usePTTL && redis.HasErrorPrefix(exp.Err(), "unknown command") {
+		h.pttl.Store(true)
+		h.log.Info("redis has no PEXPIRETIME (added in Redis 7.0); reading expiries with PTTL instead", "redis", h.where)
+		return h.load(ctx, id, key)
+	}
+
+	err := get.Err()
+	switch {
+	case err == nil && txErr != nil:
+		// A failure of the connection or its handshake (a wrong password,
+		// say) is reported by TxPipelined alone; the commands then hold no
+		// error and no value.
+		err = txErr
+	case redis.IsExecAbortError(err) && exp.Err() != nil:
+		err = exp.Err() // why the transaction was refused, e.g. NOPERM
+	}
+	switch {
+	case errors.Is(err, redis.Nil):
+		return sdk.Record{}, sdk.ErrNotFound
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		h.log.Warn("session key in redis is not a string; treating the session as not found",
+			"redis", h.where, "session", shortID(id))
+		return sdk.Record{}, sdk.ErrNotFound
+	case err != nil:
+		return sdk.Record{}, h.fail(ctx, "load session "+shortID(id), err)
+	}
+	if err := exp.Err(); err != nil {
+		return sdk.Record{}, h.fail(ctx, "load session "+shortID(id), err)
+	}
+
+	var expires time.Time
+	switch d := exp.Val(); {
+	case d == -2: // removed between the two commands; cannot happen inside MULTI
+		return sdk.Record{}, sdk.ErrNotFound
+	case d == -1:
+		h.log.Warn("session key in redis has no expiry, so this handler did not write it; treating the session as not found",
+			"redis", h.where, "session", shortID(id))
+		return sdk.Record{}, sdk.ErrNotFound
+	case usePTTL:
+		expires = now.Add(d)
+	default:
+		expires = time.UnixMilli(d.Milliseconds())
+	}
+	if !now.Before(expires) {
+		// Redis still had it, but by this process's clock it has expired.
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	data, _ := get.Bytes()
+	return sdk.Record{Data: data, Expires: expires}, nil
+}
+
+// Save stores r under id with SET key data PXAT <r.Expires in Unix ms>,
+// replacing whatever the key held; Redis applies it atomically and removes
+// the key once r.Expires has passed. A record whose Expires is not in the
+// future is not stored: Save deletes the key instead, so an older record
+// cannot be loaded either.
+//
+// It returns an error wrapping sdk.ErrInvalidID for an id that is not a
+// session id, without asking Redis; ctx.Err() when ctx is already done; and
+// an error naming Redis and its address when the write fails. After an
+// error, the key holds either the old record or the new one.
+func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := h.key(id)
+	if err != nil {
+		return err
+	}
+	if !r.Expires.After(time.Now()) {
+		if err := h.client.Del(ctx, key).Err(); err != nil {
+			return h.fail(ctx, "save expired session "+shortID(id), err)
+		}
+		return nil
+	}
+	data := r.Data
+	if data == nil {
+		data = []byte{}
+	}
+	cmd := redis.NewStatusCmd(ctx, "set", key, data, "pxat", r.Expires.UnixMilli())
+	if err := h.client.Process(ctx, cmd); err != nil {
+		return h.fail(ctx, "save session "+shortID(id), err)
+	}
+	return nil
+}
+
+// Close deletes the key of id. Closing an id that has no key returns nil.
+// It returns an error wrapping sdk.ErrInvalidID for an id that is not a
+// session id, without asking Redis; ctx.Err() when ctx is already done; and
+// an error naming Redis and its address when the delete fails.
+func (h *Handler) Close(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := h.key(id)
+	if err != nil {
+		return err
+	}
+	if err := h.client.Del(ctx, key).Err(); err != nil {
+		return h.fail(ctx, "close session "+shortID(id), err)
+	}
+	return nil
+}
+
+// Health sends PING (to every node of a Cluster) and returns nil when Redis
+// answers. Otherwise the error names Redis, its address and the cause, for
+// example "redis 127.0.0.1:6379 unreachable: dial tcp 127.0.0.1:6379:
+// connect: connection refused" or "redis 127.0.0.1:6379: WRONGPASS ...".
+func (h *Handler) Health(ctx context.Context) error {
+	var err error
+	if c, ok := h.client.(*redis.ClusterClient); ok {
+		err = c.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+			if err := node.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("node %s: %w", node.Options().Addr, err)
+			}
+			return nil
+		})
+	} else {
+		err = h.client.Ping(ctx).Err()
+	}
+	if err != nil {
+		return h.fail(ctx, "", err)
+	}
+	return nil
+}
+
+// Stop closes the Redis client and its connections. It is safe to call more
+// than once and from several goroutines. After Stop, every other method
+// returns an error (wrapping redis.ErrClosed).
+func (h *Handler) Stop() {
+	h.stopOnce.Do(func() {
+		if err := h.client.Close(); err != nil {
+			h.log.Warn("closing the redis client failed", "redis", h.where, "error", err.Error())
+		}
+	})
+}
+
+// key returns the Redis key of the session id. It refuses, with an error
+// wrapping sdk.ErrInvalidID, every id that is not a session id; the refused
+// id is not repeated in the error, since it came from a client.
+func (h *Handler) key(id string) (string, error) {
+	if !sdk.ValidID(id) {
+		return "", fmt.Errorf("%w: want 43 characters of A-Z a-z 0-9 - _, got %d bytes", sdk.ErrInvalidID, len(id))
+	}
+	return h.prefix + id, nil
+}
+
+// shortID is the start of a session id, enough to tell sessions apart in a
+// message without writing down a bearer secret.
+func shortID(id string) string {
+	const keep = 6
+	if len(id) <= keep {
+		return id
+	}
+	return id[:keep] + "…"
+}
