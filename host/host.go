@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tina4go/sessions/host/config"
@@ -33,7 +34,10 @@ import (
 type Session = session.Session
 
 // ErrUnavailable is what session operations fail with while the handler
-// cannot serve (restarting, timed out, or its store down).
+// cannot be reached: its process is restarting, it did not answer within
+// TINA4_PLUGIN_TIMEOUT, or the host was closed. A failure the handler itself
+// reports (its store is down) is a different error; the middleware answers
+// 503 for both.
 var ErrUnavailable = loader.ErrUnavailable
 
 // Host owns a loaded session handler and the session manager around it.
@@ -108,10 +112,16 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	if cfg.SameSite == http.SameSiteNoneMode && !cfg.Secure {
 		o.logger.Warn("TINA4_SESSION_SAMESITE=None without TINA4_SESSION_SECURE=true: browsers reject such cookies")
 	}
-	folder := cfg.SessionFolder
 	builtins := map[string]loader.Builtin{
 		file.Name: func() (shared.Store, error) {
-			fh, err := file.New(folder, file.WithLogger(o.logger))
+			// The built-in reads the same settings the plugin binary would.
+			getenv := func(k string) string {
+				if k == file.EnvFolder {
+					return cfg.SessionFolder
+				}
+				return lookup(cfg.PluginEnv, k)
+			}
+			fh, err := file.NewFromGetenv(getenv, file.WithLogger(o.logger))
 			if err != nil {
 				return nil, err
 			}
@@ -215,3 +225,13 @@ func (h *Host) Store() session.Store { return h.handler }
 
 // TTL is the sessions' idle lifetime.
 func (h *Host) TTL() time.Duration { return h.cfg.TTL }
+
+// lookup returns the value of key in a list of "KEY=VALUE" settings.
+func lookup(settings []string, key string) string {
+	for _, kv := range settings {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}

@@ -85,7 +85,10 @@ func (w *responseWriter) commit() {
 	w.Header().Add("Vary", "Cookie")
 	if c := w.s.Cookie(action, w.h.cookie); c != nil {
 		http.SetCookie(w.ResponseWriter, c)
-		w.Header().Set("Cache-Control", `no-cache="Set-Cookie"`)
+		if w.Header().Get("Cache-Control") == "" {
+			// Keep shared caches from storing a response that sets the session cookie.
+			w.Header().Set("Cache-Control", `no-cache="Set-Cookie"`)
+		}
 	}
 }
 

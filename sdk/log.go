@@ -13,7 +13,17 @@ import (
 //
 // Never write to stdout in a handler: stdout carries the plugin handshake,
 // and anything printed there before Serve breaks the launch.
-func Logger() *slog.Logger { return newLogger(os.Stderr) }
+func Logger() *slog.Logger { return newLogger(stderr{}) }
+
+// stderr writes to whatever os.Stderr is at the moment of the write: Serve
+// redirects os.Stderr to the stream the host reads, so a logger made before
+// Serve still reaches the host's log afterwards.
+type stderr struct{}
+
+func (stderr) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
+
+// hclogTime is the timestamp layout go-plugin's host parses.
+const hclogTime = "2006-01-02T15:04:05.000000Z07:00"
 
 func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
@@ -25,6 +35,7 @@ func newLogger(w io.Writer) *slog.Logger {
 			switch a.Key {
 			case slog.TimeKey:
 				a.Key = "@timestamp"
+				a.Value = slog.StringValue(a.Value.Time().Format(hclogTime))
 			case slog.LevelKey:
 				a.Key = "@level"
 				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))

@@ -61,10 +61,6 @@ const (
 	envPluginSums    = "TINA4_PLUGIN_SUMS"
 	envLogLevel      = "TINA4_LOG_LEVEL"
 
-	// envRedisSecret is a Redis password, not session key material: the
-	// Redis handler needs it, so it is passed to the plugin.
-	envRedisSecret = "TINA4_SESSION_REDIS_SECRET"
-
 	prefix = "TINA4_"
 )
 
@@ -88,9 +84,10 @@ type Config struct {
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
-	// keys in upper case. Secret material is left out: TINA4_SECRET,
-	// TINA4_SECRET_FILE and any other key containing "SECRET", except
-	// TINA4_SESSION_REDIS_SECRET (a Redis password the Redis handler needs).
+	// keys in upper case. Host key material is left out: TINA4_SECRET,
+	// TINA4_SECRET_FILE and any other key containing "SECRET" outside the
+	// handlers' TINA4_SESSION_* namespace (so TINA4_SESSION_REDIS_SECRET, a
+	// Redis password, does reach the Redis handler).
 	PluginEnv []string
 
 	// EnvFile is the absolute path of the .env file that was read, or "" if
@@ -303,6 +300,9 @@ func (s *sources) pluginEnv() []string {
 
 // isSecret reports whether key names session key material, which must never
 // reach a plugin process.
+// The rule is the loader's: TINA4_SECRET, TINA4_SECRET_FILE, and any other
+// key containing SECRET outside the handlers' TINA4_SESSION_* namespace.
 func isSecret(key string) bool {
-	return key != envRedisSecret && strings.Contains(key, "SECRET")
+	return key == envSecret || key == envSecretFile ||
+		(strings.Contains(key, "SECRET") && !strings.HasPrefix(key, "TINA4_SESSION_"))
 }

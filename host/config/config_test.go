@@ -131,6 +131,7 @@ func TestPluginEnv(t *testing.T) {
 		"TINA4_SECRET=dotenv-secret-value-0123456789",
 		"TINA4_SECRET_FILE=/etc/tina4.key",
 		"TINA4_OTHER_SECRET=hidden",
+		"TINA4_SESSION_MONGO_SECRET=mongo-password",
 		"TINA4_SESSION_REDIS_SECRET=redis-password",
 		"tina4_lower=lower",
 		"OTHER_APP=x",
@@ -139,6 +140,7 @@ func TestPluginEnv(t *testing.T) {
 	want := []string{
 		"TINA4_LOWER=lower",
 		"TINA4_SESSION_HANDLER=SessionRedisHandler",
+		"TINA4_SESSION_MONGO_SECRET=mongo-password",
 		"TINA4_SESSION_REDIS_PREFIX=app:",
 		"TINA4_SESSION_REDIS_SECRET=redis-password",
 		"TINA4_SESSION_REDIS_URL=redis://env:6379/0",

@@ -10,9 +10,13 @@ import (
 var hostEnvAllowed = []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER"}
 
 // secretKey reports whether an environment key holds host secret material
-// that must never reach a plugin.
+// that must never reach a plugin: TINA4_SECRET, TINA4_SECRET_FILE, and any
+// other TINA4_*SECRET* variable outside the handlers' TINA4_SESSION_*
+// namespace (a handler's own password, such as TINA4_SESSION_REDIS_SECRET,
+// is its setting and does reach it).
 func secretKey(key string) bool {
-	return key == "TINA4_SECRET" || key == "TINA4_SECRET_FILE"
+	return key == "TINA4_SECRET" || key == "TINA4_SECRET_FILE" ||
+		(strings.Contains(key, "SECRET") && !strings.HasPrefix(key, "TINA4_SESSION_"))
 }
 
 // pluginEnv builds a plugin's whole environment: the allowed host variables,

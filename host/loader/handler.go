@@ -31,7 +31,8 @@ type Config struct {
 	// Dir is the plugin directory (TINA4_PLUGIN_DIR).
 	Dir string
 	// Env holds the TINA4_* settings ("KEY=VALUE") the plugin gets on top of
-	// PATH, HOME and TMPDIR. TINA4_SECRET and TINA4_SECRET_FILE are dropped.
+	// PATH, HOME, TMPDIR, LANG, LC_ALL, TZ and USER. Host key material is
+	// dropped (see secretKey).
 	Env []string
 	// CallTimeout bounds every call to the handler (default 5s).
 	CallTimeout time.Duration
@@ -185,13 +186,18 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	if err != nil {
 		return err
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
 	defer cancel()
 	err = fn(ctx, in.store)
 	switch {
 	case err == nil, errors.Is(err, shared.ErrNotFound):
 		return err
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+	case parent.Err() != nil:
+		// The caller gave up (client went away); not the plugin's fault.
+		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil:
+		// Our deadline passed (whatever error the transport reports for it).
 		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
 			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
 	case transportFailure(err) || in.exited():

@@ -92,6 +92,9 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	if err != nil {
 		return fail(err)
 	}
+	// The process has the pinned copy open; unlink it now so no copy is
+	// left behind even if the host dies without shutting down.
+	cleanup()
 	raw, err := rpc.Dispense(shared.PluginName)
 	if err != nil {
 		return fail(err)
@@ -123,15 +126,23 @@ func hclogFor(l *slog.Logger, name string) hclog.Logger {
 	})
 }
 
-// slogWriter forwards hclog's formatted lines to slog at info level.
+// slogWriter forwards hclog's formatted lines ("[WARN]  plugin.X: msg")
+// to slog at the level hclog gave them.
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	msg := string(p)
-	for len(msg) > 0 && (msg[len(msg)-1] == '\n' || msg[len(msg)-1] == '\r') {
-		msg = msg[:len(msg)-1]
+	msg := strings.TrimRight(string(p), "\r\n")
+	level := slog.LevelInfo
+	for prefix, l := range map[string]slog.Level{"[TRACE]": slog.LevelDebug, "[DEBUG]": slog.LevelDebug, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError} {
+		if strings.HasPrefix(msg, prefix) {
+			level = l
+			break
+		}
 	}
-	w.l.Info(msg)
+	if _, rest, ok := strings.Cut(msg, "] "); ok && strings.HasPrefix(msg, "[") {
+		msg = strings.TrimSpace(rest)
+	}
+	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
 }
 

@@ -110,9 +110,13 @@ func TestPluginEnvironmentIsAnAllowList(t *testing.T) {
 	t.Setenv("HOST_ONLY_VARIABLE", "must-not-leak")
 	folder := t.TempDir()
 	h := open(t, Config{Name: "SessionFileHandler", Dir: pluginDir(t, "SessionFileHandler"),
-		Env: []string{"TINA4_SESSION_FOLDER=" + folder, "TINA4_SECRET=from-dotenv-must-not-leak", "TINA4_SECRET_FILE=/x", "NOT_TINA4=1"}})
+		Env: []string{"TINA4_SESSION_FOLDER=" + folder, "TINA4_SECRET=from-dotenv-must-not-leak", "TINA4_SECRET_FILE=/x", "NOT_TINA4=1",
+			"TINA4_JWT_SECRET=app-secret", "TINA4_SESSION_REDIS_SECRET=handler-password"}})
 	env := environOf(t, h.PID())
-	for _, k := range []string{"TINA4_SECRET", "TINA4_SECRET_FILE", "HOST_ONLY_VARIABLE", "NOT_TINA4"} {
+	if env["TINA4_SESSION_REDIS_SECRET"] != "handler-password" {
+		t.Errorf("a handler's own TINA4_SESSION_* password must reach it, got %q", env["TINA4_SESSION_REDIS_SECRET"])
+	}
+	for _, k := range []string{"TINA4_SECRET", "TINA4_SECRET_FILE", "TINA4_JWT_SECRET", "HOST_ONLY_VARIABLE", "NOT_TINA4"} {
 		if v, ok := env[k]; ok {
 			t.Errorf("plugin environment holds %s=%q; it must not", k, v)
 		}

@@ -64,12 +64,16 @@ func WithClock(now func() time.Time) Option {
 // TINA4_SESSION_FOLDER (default ./sessions) and TINA4_SESSION_SWEEP (default
 // 1m). An invalid TINA4_SESSION_SWEEP is an error that names the variable.
 // Otherwise it fails as New does.
-func NewFromEnv() (*Handler, error) {
-	folder, opts, err := configFromEnv(os.Getenv)
+func NewFromEnv() (*Handler, error) { return NewFromGetenv(os.Getenv) }
+
+// NewFromGetenv is NewFromEnv reading the settings through getenv; extra
+// options are applied after those settings.
+func NewFromGetenv(getenv func(string) string, extra ...Option) (*Handler, error) {
+	folder, opts, err := configFromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
-	return New(folder, opts...)
+	return New(folder, append(opts, extra...)...)
 }
 
 // configFromEnv reads the settings through getenv.
