@@ -41,11 +41,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pluginDir = filepath.Join(dir, "plugins")
-	out, err := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "SessionRedisHandler"),
-		"github.com/tina4go/sessions/plugins/redis/cmd/SessionRedisHandler").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build SessionRedisHandler: %v\n%s", err, out)
-		os.Exit(1)
+	for _, name := range []string{"SessionRedisHandler", "SessionFileHandler"} {
+		pkg := map[string]string{
+			"SessionRedisHandler": "github.com/tina4go/sessions/plugins/redis/cmd/SessionRedisHandler",
+			"SessionFileHandler":  "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
+		}[name]
+		out, err := exec.Command("go", "build", "-o", filepath.Join(pluginDir, name), pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
+			os.Exit(1)
+		}
 	}
 	os.Chmod(pluginDir, 0o755)
 	code := m.Run()
@@ -96,6 +101,7 @@ func tina4Server(b *testing.B, addr string, inProcess bool) http.Handler {
 		if err != nil {
 			b.Fatal(err)
 		}
+		ro.Logger = slog.New(slog.DiscardHandler)
 		rh, err := redishandler.New(ro)
 		if err != nil {
 			b.Fatal(err)
@@ -107,6 +113,29 @@ func tina4Server(b *testing.B, addr string, inProcess bool) http.Handler {
 		b.Fatal(err)
 	}
 	h, err := host.Open(context.Background(), append(opts, host.WithConfig(cfg))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	return h.Wrap(http.HandlerFunc(tina4Counter))
+}
+
+// fileServer starts our host on the file handler, as a plugin binary or
+// (the built-in) in process.
+func fileServer(b *testing.B, inProcess bool) http.Handler {
+	dir := pluginDir
+	if inProcess {
+		dir = b.TempDir() // no binary: the built-in serves
+	}
+	cfg, err := config.Load(config.Options{Dir: b.TempDir(), Environ: []string{
+		"TINA4_PLUGIN_DIR=" + dir,
+		"TINA4_SECRET=bench-secret-0123456789abcdef0123456789",
+		"TINA4_SESSION_FOLDER=" + b.TempDir(),
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := host.Open(context.Background(), host.WithConfig(cfg), host.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -181,7 +210,10 @@ func get(b *testing.B, c *http.Client, url string) {
 // BenchmarkCounter runs the same workload against (a) our host with
 // SessionRedisHandler as a plugin process, (b) our host with the same
 // handler in process, (c) scs v2 with its Redis store, all on one
-// redis-server, at 1 and 64 concurrent clients.
+// redis-server, and (d, e) our host on the file handler as a plugin and
+// built in, at 1 and 64 concurrent clients. allocs/op counts the whole
+// benchmark process (HTTP client, host and, for b, c and e, the store
+// client), not the plugin process.
 func BenchmarkCounter(b *testing.B) {
 	rs := redistest.Start(b)
 	variants := []struct {
@@ -191,6 +223,8 @@ func BenchmarkCounter(b *testing.B) {
 		{"a_tina4_plugin", func(b *testing.B) http.Handler { return tina4Server(b, rs.Addr(), false) }},
 		{"b_tina4_inprocess", func(b *testing.B) http.Handler { return tina4Server(b, rs.Addr(), true) }},
 		{"c_scs_redisstore", func(b *testing.B) http.Handler { return scsServer(b, rs.Addr()) }},
+		{"d_tina4_file_plugin", func(b *testing.B) http.Handler { return fileServer(b, false) }},
+		{"e_tina4_file_inprocess", func(b *testing.B) http.Handler { return fileServer(b, true) }},
 	}
 	for _, c := range []int{1, 64} {
 		for _, v := range variants {
@@ -231,6 +265,9 @@ func printRatios() {
 		}
 		if a > 0 && bb > 0 {
 			fmt.Printf("c=%-3d (a)/(b) plugin vs in-process:    %.2fx\n", c, a/bb)
+		}
+		if d, e := find("d_tina4_file_plugin", c), find("e_tina4_file_inprocess", c); d > 0 && e > 0 {
+			fmt.Printf("c=%-3d (d)/(e) file plugin vs built-in: %.2fx\n", c, d/e)
 		}
 	}
 }
