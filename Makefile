@@ -18,7 +18,7 @@ build:
 	$(GO) build -o $(BIN)/tina4-host ./host/cmd/tina4-host
 	$(GO) build -o $(PLUGINS)/SessionFileHandler ./plugins/file/cmd/SessionFileHandler
 	$(GO) build -o $(PLUGINS)/SessionRedisHandler ./plugins/redis/cmd/SessionRedisHandler
-	chmod 0755 $(PLUGINS)
+	chmod 0755 $(PLUGINS) && chmod go-w $(PLUGINS)/*  # the loader refuses group/world-writable plugins
 
 run: build
 	./$(BIN)/tina4-host serve
@@ -31,7 +31,7 @@ vet:
 	$(GO) vet ./...
 
 test: fmt vet redis-tools
-	$(GO) test -race -count=1 -timeout 30m ./...
+	umask 022; $(GO) test -race -count=1 -timeout 30m ./...
 
 # The Redis tests start their own redis-server instances; they never skip.
 redis-tools:
@@ -41,7 +41,7 @@ redis-tools:
 	  else sudo apt-get install -y redis-server >/dev/null; fi; }
 
 bench:
-	cd bench && $(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m .
+	umask 022; cd bench && $(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m .
 
 proto:
 	mkdir -p $(BIN)/protoc-plugins
