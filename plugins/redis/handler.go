@@ -249,7 +249,9 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 	if data == nil {
 		data = []byte{}
 	}
-	cmd := redis.NewStatusCmd(ctx, "set", key, data, "pxat", r.Expires.UnixMilli())
+	// Round up to Redis's millisecond so the key never expires before r.Expires.
+	pxat := (r.Expires.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	cmd := redis.NewStatusCmd(ctx, "set", key, data, "pxat", pxat)
 	if err := h.client.Process(ctx, cmd); err != nil {
 		return h.fail(ctx, "save session "+shortID(id), err)
 	}
