@@ -100,3 +100,20 @@ func (s *syncBuffer) String() string {
 func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// pluginDirB is pluginDir for benchmarks.
+func pluginDirB(b *testing.B) string {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "plugins")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(binDir, "SessionFileHandler"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "SessionFileHandler"), src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
