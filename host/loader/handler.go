@@ -51,6 +51,23 @@ type Config struct {
 	SumsFile string
 }
 
+// withDefaults fills in the documented defaults.
+func (c Config) withDefaults() Config {
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 5 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
 // Handler is a supervised session handler. It implements shared.Store; every
 // call carries the configured deadline and fails fast with ErrUnavailable
 // while the plugin is down. A crashed plugin is relaunched with a new
@@ -72,18 +89,7 @@ type Handler struct {
 // invalid name, an unusable binary or a failed launch is an error that says
 // what to do; nothing is left running after an error.
 func Open(ctx context.Context, cfg Config) (*Handler, error) {
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 5 * time.Second
-	}
-	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = 10 * time.Second
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	path, err := Resolve(cfg.Dir, cfg.Name)
 	if err != nil {
 		return nil, err
@@ -260,15 +266,7 @@ func (h *Handler) Close(ctx context.Context, id string) error {
 // Describe launches the binary at path, asks it what it is and stops it. It
 // is how `tina4-host plugins` fingerprints what is in the plugin directory.
 func Describe(ctx context.Context, path, name string, cfg Config) (shared.Info, error) {
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 5 * time.Second
-	}
-	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	in, err := launch(ctx, path, name, cfg)
 	if err != nil {
 		return shared.Info{}, err
