@@ -202,7 +202,7 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	case parent.Err() != nil:
 		// The caller gave up (client went away); not the plugin's fault.
 		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		// Our deadline passed (whatever error the transport reports for it).
 		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
 			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
