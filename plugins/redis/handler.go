@@ -177,17 +177,19 @@ func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) 
 	}
 
 	err := get.Err()
+	fromTx := false
 	switch {
 	case err == nil && txErr != nil:
 		// A failure of the connection or its handshake (a wrong password,
 		// say) is reported by TxPipelined alone; the commands then hold no
-		// error and no value.
-		err = txErr
+		// error and no value. Such an error may wrap redis.Nil (a Sentinel
+		// that does not know the master), which is not "no such key".
+		err, fromTx = txErr, true
 	case redis.IsExecAbortError(err) && exp.Err() != nil:
 		err = exp.Err() // why the transaction was refused, e.g. NOPERM
 	}
 	switch {
-	case errors.Is(err, redis.Nil):
+	case errors.Is(err, redis.Nil) && !fromTx:
 		return sdk.Record{}, sdk.ErrNotFound
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		h.log.Warn("session key in redis is not a string; treating the session as not found",
