@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,9 @@ func (h *Handler) fail(ctx context.Context, op string, err error) error {
 	case redis.IsPermissionError(err):
 		return fmt.Errorf("redis %s: %s%w (the Redis user needs GET, SET, DEL, MULTI, EXEC, PEXPIRETIME or PTTL, and PING, on keys %s*)",
 			h.where, op, err, h.prefix)
+	case strings.Contains(err.Error(), "all sentinels specified in configuration are unreachable"):
+		return fmt.Errorf("redis %s: %s%w (no Sentinel answered with the address of that master: check %s and %s)",
+			h.where, op, err, EnvMaster, EnvAddrs)
 	case timedOut(err):
 		return fmt.Errorf("redis %s did not answer in time: %s%w", h.where, op, err)
 	case unreachable(err):
