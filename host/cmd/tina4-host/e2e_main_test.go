@@ -98,7 +98,17 @@ type serverOpts struct {
 	noSecret bool
 }
 
+// startServer starts a host process and waits until /healthz is 200.
 func startServer(t *testing.T, o serverOpts) *hostProc {
+	t.Helper()
+	s := launchServer(t, o)
+	waitHealthy(t, s, 20*time.Second)
+	return s
+}
+
+// launchServer starts a host process and waits until /healthz answers at
+// all, whatever its status.
+func launchServer(t *testing.T, o serverOpts) *hostProc {
 	t.Helper()
 	if o.dir == "" {
 		o.dir = t.TempDir()
@@ -123,11 +133,9 @@ func startServer(t *testing.T, o serverOpts) *hostProc {
 	t.Cleanup(s.stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if resp, err := http.Get("http://" + s.addr + "/healthz"); err == nil {
+		if resp, err := http.Get(s.url("/healthz")); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
+			return s
 		}
 		select {
 		case <-s.done:
@@ -135,7 +143,24 @@ func startServer(t *testing.T, o serverOpts) *hostProc {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tina4-host not healthy within 20s:\n%s", s.log)
+			t.Fatalf("tina4-host did not answer /healthz within 20s:\n%s", s.log)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// waitHealthy polls /healthz until it is 200. The bound only keeps a broken
+// build from hanging the test.
+func waitHealthy(t *testing.T, s *hostProc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, m := s.health(t)
+		if code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz not 200 within %s, last %d %v\n%s", within, code, m, s.log)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

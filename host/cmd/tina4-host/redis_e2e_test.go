@@ -79,52 +79,7 @@ func startRedisHost(t *testing.T, rs *redistest.Server, extra ...string) *hostPr
 // until /healthz answers at all, whatever its status.
 func launchHost(t *testing.T, env []string) *hostProc {
 	t.Helper()
-	dir := t.TempDir()
-	s := &hostProc{t: t, addr: freeAddr(t), dir: dir, folder: filepath.Join(dir, "sessions"), log: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(hostBin, "serve")
-	s.cmd.Dir = dir
-	s.cmd.Env = append(append(baseEnv(), "TINA4_ADDR="+s.addr, "TINA4_PLUGIN_DIR="+pluginsDir,
-		"TINA4_SESSION_FOLDER="+s.folder, "TINA4_SECRET="+testSecret), env...)
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if resp, err := http.Get(s.url("/healthz")); err == nil {
-			resp.Body.Close()
-			return s
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("tina4-host exited during start-up:\n%s", s.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tina4-host did not answer /healthz within 20s:\n%s", s.log)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-// waitHealthy polls /healthz until it is 200. The bound only keeps a broken
-// build from hanging the test.
-func waitHealthy(t *testing.T, s *hostProc, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		code, m := s.health(t)
-		if code == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz not 200 within %s, last %d %v\n%s", within, code, m, s.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return launchServer(t, serverOpts{env: env})
 }
 
 // redisKeys returns every key in rdb's current database (SCAN, not KEYS).
