@@ -48,14 +48,8 @@ func (s *Session) IsNew() bool {
 // Get returns the value stored under key, decoded as encoding/json decodes
 // into an interface{}, and whether key was set.
 func (s *Session) Get(key string) (any, bool) {
-	s.mu.Lock()
-	raw, ok := s.values[key]
-	s.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if ok, err := s.Decode(key, &v); !ok || err != nil {
 		return nil, false
 	}
 	return v, true

@@ -220,27 +220,15 @@ type apiResult struct {
 	Resp   *http.Response
 }
 
+// call sends one API request and decodes its JSON answer; any failure
+// (transport, or a body that is not JSON) ends the test.
 func call(t *testing.T, c *http.Client, method, u, body string) apiResult {
 	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	r, err := tryCall(c, method, u, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Values map[string]any `json:"values"`
-		Error  string         `json:"error"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	json.Unmarshal(b, &out)
-	return apiResult{Code: resp.StatusCode, Values: out.Values, Error: out.Error, Resp: resp}
+	return r
 }
 
 func sessionCookie(resp *http.Response) *http.Cookie {
