@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/tina4go/sessions/host/config"
-	"github.com/tina4go/sessions/host/loader"
 	"github.com/tina4go/sessions/host/session"
 	"github.com/tina4go/sessions/host/token"
+	"github.com/tina4go/sessions/loader"
 	"github.com/tina4go/sessions/plugins/file"
 	"github.com/tina4go/sessions/sdk"
 	"github.com/tina4go/sessions/shared"

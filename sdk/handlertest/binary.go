@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tina4go/sessions/host/loader"
+	"github.com/tina4go/sessions/loader"
 )
 
 // RunBinary launches the handler binary name from the plugin directory dir

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/tina4go/sessions/host/config"
-	"github.com/tina4go/sessions/host/loader"
+	"github.com/tina4go/sessions/loader"
 	"github.com/tina4go/sessions/sdk/handlertest"
 )
 

@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	builds := map[string]string{
 		"SessionFileHandler": "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
-		"Hang":               "github.com/tina4go/sessions/host/loader/testdata/hang",
-		"misbehave":          "github.com/tina4go/sessions/host/loader/testdata/misbehave",
+		"Hang":               "github.com/tina4go/sessions/loader/testdata/hang",
+		"misbehave":          "github.com/tina4go/sessions/loader/testdata/misbehave",
 	}
 	for name, pkg := range builds {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
