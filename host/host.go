@@ -138,6 +138,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		CallTimeout:  cfg.PluginTimeout,
 		StartTimeout: cfg.StartTimeout,
 		SHA256:       cfg.HandlerSHA256,
+		Transport:    cfg.Transport,
 		SumsFile:     cfg.PluginSums,
 		Logger:       o.logger,
 		Builtins:     builtins,

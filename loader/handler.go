@@ -20,6 +20,19 @@ import (
 // call timeout, or the loader was shut down. Callers answer 503.
 var ErrUnavailable = errors.New("session handler unavailable")
 
+// Transports a handler can be reached by (Handler.Transport).
+const (
+	// TransportFast is the private Unix socket every Go handler built with
+	// sdk.Serve offers; Load, Save and Close go over it, Info and Health
+	// over gRPC.
+	TransportFast = "fast"
+	// TransportGRPC is go-plugin's gRPC connection, for handlers in other
+	// languages, handlers that opt out, or when Config.Transport says so.
+	TransportGRPC = "grpc"
+	// TransportInProcess is a built-in handler: no process, no wire.
+	TransportInProcess = "in-process"
+)
+
 // Builtin makes an in-process handler. It is used when the plugin directory
 // has no binary of that name.
 type Builtin func() (shared.Store, error)
@@ -49,6 +62,10 @@ type Config struct {
 	// SumsFile names a file of "<sha256>  <name>" lines (sha256sum output),
 	// kept outside Dir; when set, the handler must be listed in it.
 	SumsFile string
+	// Transport is "" (or "auto") to use the fast transport when the
+	// handler offers it, or TransportGRPC to make every call over gRPC
+	// (TINA4_PLUGIN_TRANSPORT).
+	Transport string
 }
 
 // withDefaults fills in the documented defaults.
@@ -114,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start built-in session handler %s: %w", cfg.Name, err)
 		}
-		h.cur = &instance{store: store, info: info, started: time.Now()}
+		h.cur = &instance{store: store, info: info, transport: TransportInProcess, started: time.Now()}
 		close(h.done)
 		return h, nil
 	}
@@ -123,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h.cur = in
-	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version)
+	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version, "transport", in.transport)
 	go h.supervise()
 	return h, nil
 }
@@ -154,6 +171,17 @@ func (h *Handler) PID() int {
 		return 0
 	}
 	return h.cur.info.PID
+}
+
+// Transport says how the handler is reached now: TransportFast,
+// TransportGRPC or TransportInProcess ("" while it is down).
+func (h *Handler) Transport() string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.cur == nil {
+		return ""
+	}
+	return h.cur.transport
 }
 
 // Shutdown stops supervising and stops the plugin process. Calls made after
@@ -202,8 +230,10 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	case parent.Err() != nil:
 		// The caller gave up (client went away); not the plugin's fault.
 		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// Our deadline passed (whatever error the transport reports for it).
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) && deadlineReached(ctx):
+		// Our deadline passed (whatever error the transport reports for it;
+		// the plugin's or the socket's report may arrive a moment before
+		// ctx's own timer fires).
 		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
 			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
 	case transportFailure(err) || in.exited():
@@ -215,7 +245,16 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	}
 }
 
+// deadlineReached reports whether ctx's deadline is (all but) here.
+func deadlineReached(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 10*time.Millisecond
+}
+
 func transportFailure(err error) bool {
+	if errors.Is(err, shared.ErrTransport) {
+		return true
+	}
 	st, ok := status.FromError(err)
 	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.Canceled && !errors.Is(err, context.Canceled))
 }
@@ -252,8 +291,12 @@ func (h *Handler) Load(ctx context.Context, id string) (shared.Record, error) {
 	return rec, err
 }
 
-// Save stores rec under id.
+// Save stores rec under id. A record larger than shared.MaxRecordSize is
+// shared.ErrTooLarge and never reaches the handler.
 func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error {
+	if len(rec.Data) > shared.MaxRecordSize {
+		return fmt.Errorf("%s Save: %w: a record of %d bytes", h.cfg.Name, shared.ErrTooLarge, len(rec.Data))
+	}
 	return h.call(ctx, "Save", func(ctx context.Context, s shared.Store) error { return s.Save(ctx, id, rec) })
 }
 
@@ -263,14 +306,21 @@ func (h *Handler) Close(ctx context.Context, id string) error {
 	return h.call(ctx, "Close", func(ctx context.Context, s shared.Store) error { return s.Close(ctx, id) })
 }
 
+// Description is what Describe learns about a binary.
+type Description struct {
+	shared.Info
+	// Transport is how the host would reach it (TransportFast or TransportGRPC).
+	Transport string
+}
+
 // Describe launches the binary at path, asks it what it is and stops it. It
 // is how `tina4-host plugins` fingerprints what is in the plugin directory.
-func Describe(ctx context.Context, path, name string, cfg Config) (shared.Info, error) {
+func Describe(ctx context.Context, path, name string, cfg Config) (Description, error) {
 	cfg = cfg.withDefaults()
 	in, err := launch(ctx, path, name, cfg)
 	if err != nil {
-		return shared.Info{}, err
+		return Description{}, err
 	}
 	defer in.kill()
-	return in.info, nil
+	return Description{Info: in.info, Transport: in.transport}, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,12 +20,15 @@ import (
 // instance is one running plugin process (client != nil) or an in-process
 // built-in handler (client == nil).
 type instance struct {
-	client  *plugin.Client
-	cleanup func() // removes a private copy of the binary, if one was made
-	store   shared.Store
-	info    shared.Info
-	stderr  *tailBuffer
-	started time.Time
+	client    *plugin.Client
+	cleanup   func() // removes a private copy of the binary, if one was made
+	store     shared.Store
+	info      shared.Info
+	transport string // TransportFast, TransportGRPC or TransportInProcess
+	fast      *shared.FastClient
+	fastDir   string // the private directory of the fast-transport socket
+	stderr    *tailBuffer
+	started   time.Time
 }
 
 func (in *instance) exited() bool { return in.client != nil && in.client.Exited() }
@@ -31,9 +36,15 @@ func (in *instance) exited() bool { return in.client != nil && in.client.Exited(
 // kill stops the plugin process, or releases a built-in handler that can be stopped.
 func (in *instance) kill() {
 	if in.client != nil {
+		if in.fast != nil {
+			in.fast.Shutdown()
+		}
 		in.client.Kill()
 		if in.cleanup != nil {
 			in.cleanup()
+		}
+		if in.fastDir != "" {
+			os.RemoveAll(in.fastDir)
 		}
 		return
 	}
@@ -57,6 +68,21 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = pluginEnv(cfg.Env)
+	fastDir := ""
+	if cfg.Transport != TransportGRPC {
+		// A private directory for the handler's fast-transport socket:
+		// MkdirTemp makes it 0700, so other users cannot reach the socket.
+		if fastDir, err = os.MkdirTemp("", "tina4-fast-"); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("start session handler %s: make a directory for its socket (set TMPDIR, or TINA4_PLUGIN_TRANSPORT=grpc): %w", name, err)
+		}
+		cmd.Env = append(cmd.Env, shared.FastDirEnv+"="+fastDir)
+	}
+	removeFastDir := func() {
+		if fastDir != "" {
+			os.RemoveAll(fastDir)
+		}
+	}
 	// A plugin that leaves children holding its stdout/stderr must not
 	// keep the host waiting once the plugin itself has exited.
 	cmd.WaitDelay = time.Second
@@ -82,6 +108,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 		killGroup(cmd)
 		client.Kill()
 		cleanup()
+		removeFastDir()
 		err = explainStart(err, name, cfg)
 		if last := tail.String(); last != "" {
 			return nil, fmt.Errorf("start session handler %s (%s): %w; its last output:\n%s", name, path, err, last)
@@ -112,7 +139,37 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	if info.Name != name {
 		return fail(fmt.Errorf("binary reports its name as %q, not %q; rename the file to match the handler it holds", info.Name, name))
 	}
-	return &instance{client: client, cleanup: cleanup, store: store, info: info, stderr: tail, started: time.Now()}, nil
+	in := &instance{client: client, cleanup: cleanup, store: store, transport: TransportGRPC, stderr: tail, started: time.Now()}
+	if fast := useFast(ictx, info, fastDir, store, cfg.Logger.With("handler", name)); fast != nil {
+		in.store, in.fast, in.transport = fast, fast, TransportFast
+	}
+	in.fastDir = fastDir
+	info.FastSecret = nil
+	in.info = info
+	return in, nil
+}
+
+// useFast returns a client for the fast transport the handler offers in
+// info, or nil to stay on gRPC: the handler offers none, it offers a socket
+// outside the directory the host made for it, or the socket does not answer.
+func useFast(ctx context.Context, info shared.Info, dir string, grpc shared.Store, log *slog.Logger) *shared.FastClient {
+	switch {
+	case dir == "":
+		return nil
+	case info.FastAddr == "":
+		log.Debug("the handler offers no fast transport; using gRPC")
+		return nil
+	case filepath.Dir(info.FastAddr) != dir || len(info.FastSecret) != shared.FastSecretSize:
+		log.Warn("the handler offered a fast transport the host did not ask for; using gRPC", "socket", info.FastAddr)
+		return nil
+	}
+	fast := shared.NewFastClient(info.FastAddr, info.FastSecret, grpc)
+	if err := fast.Ping(ctx); err != nil {
+		fast.Shutdown()
+		log.Warn("the handler's fast transport does not answer; using gRPC", "error", err.Error())
+		return nil
+	}
+	return fast
 }
 
 // hclogFor gives go-plugin a logger that writes through the host's slog

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 		"SessionFileHandler": "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
 		"Hang":               "github.com/tina4go/sessions/loader/testdata/hang",
 		"misbehave":          "github.com/tina4go/sessions/loader/testdata/misbehave",
+		"probe":              "github.com/tina4go/sessions/loader/testdata/probe",
 	}
 	for name, pkg := range builds {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()

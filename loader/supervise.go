@@ -66,6 +66,6 @@ func (h *Handler) supervise() {
 		h.cur = next
 		h.lastErr = nil
 		h.mu.Unlock()
-		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID)
+		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID, "transport", next.transport)
 	}
 }

@@ -22,6 +22,13 @@ type Record = shared.Record
 // the record has expired. It is not a failure: the host starts a new session.
 var ErrNotFound = shared.ErrNotFound
 
+// ErrTooLarge is what a call returns for a record larger than
+// MaxRecordSize. Serve refuses such records on both sides of the handler.
+var ErrTooLarge = shared.ErrTooLarge
+
+// MaxRecordSize is the largest Record.Data the host stores (16 MiB).
+const MaxRecordSize = shared.MaxRecordSize
+
 // ErrInvalidID is what a handler returns for an id it refuses. Serve already
 // refuses every id that fails ValidID before the handler sees it.
 var ErrInvalidID = shared.ErrInvalidID

@@ -2,9 +2,12 @@ package sdk
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,16 +27,27 @@ type Config struct {
 	Version string
 	// Handler stores the sessions.
 	Handler Handler
+	// GRPCOnly turns the fast transport off: the host then makes every
+	// call over gRPC, as it does for handlers in other languages. Leave it
+	// false unless you must debug the wire with gRPC tools.
+	GRPCOnly bool
 }
 
 // Serve runs h as a plugin for the tina4go/sessions host and returns only
 // when the host stops the plugin or goes away. Call it from main and do
 // nothing else there that writes to stdout.
 //
-// Serve checks every id against ValidID before h sees it, lifts gRPC's
-// message size limit to shared.MaxMessageSize, and watches the parent
-// process: if the host dies without stopping the plugin, the plugin calls
-// h's Stop (if it is a Stopper) and terminates itself.
+// Serve checks every id against ValidID before h sees it, refuses records
+// larger than MaxRecordSize, lifts gRPC's message size limit to
+// shared.MaxMessageSize, and watches the parent process: if the host dies
+// without stopping the plugin, the plugin calls h's Stop (if it is a
+// Stopper) and terminates itself.
+//
+// Unless cfg.GRPCOnly is set, Serve also offers the host the fast
+// transport: a Unix socket in the private directory the host names, guarded
+// by a per-launch secret that only the host learns (over gRPC with mutual
+// TLS). The host then sends Load, Save and Close over it; Info and Health
+// stay on gRPC. Nothing in h changes.
 //
 // Started by hand (not by a host), Serve returns an error explaining that.
 func Serve(cfg Config) error {
@@ -46,12 +60,25 @@ func Serve(cfg Config) error {
 	}
 	go watchParent(cfg.Handler, os.Getppid())
 
+	srv := &server{
+		cfg:  cfg,
+		info: shared.Info{Name: cfg.Name, Version: cfg.Version, Protocols: []int{shared.ProtocolVersion}, PID: os.Getpid()},
+	}
+	if dir := os.Getenv(shared.FastDirEnv); dir != "" && !cfg.GRPCOnly {
+		l, secret, err := listenFast(dir)
+		if err != nil {
+			// The host falls back to gRPC when Info offers no socket.
+			Logger().Warn("fast transport unavailable; serving over gRPC only", "error", err.Error())
+		} else {
+			defer l.Close()
+			srv.info.FastAddr, srv.info.FastSecret = l.Addr().String(), secret
+			go shared.ServeFast(l, secret, srv)
+		}
+	}
+
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: shared.Handshake,
-		VersionedPlugins: shared.PluginSet(&server{
-			cfg:  cfg,
-			info: shared.Info{Name: cfg.Name, Version: cfg.Version, Protocols: []int{shared.ProtocolVersion}, PID: os.Getpid()},
-		}),
+		HandshakeConfig:  shared.Handshake,
+		VersionedPlugins: shared.PluginSet(srv),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, grpc.MaxRecvMsgSize(shared.MaxMessageSize), grpc.MaxSendMsgSize(shared.MaxMessageSize))
 			return grpc.NewServer(opts...)
@@ -101,12 +128,19 @@ func (s *server) Load(ctx context.Context, id string) (Record, error) {
 	if !ValidID(id) {
 		return Record{}, ErrInvalidID
 	}
-	return s.cfg.Handler.Load(ctx, id)
+	rec, err := s.cfg.Handler.Load(ctx, id)
+	if err == nil && len(rec.Data) > MaxRecordSize {
+		return Record{}, fmt.Errorf("%w: %s loaded %d bytes", ErrTooLarge, s.cfg.Name, len(rec.Data))
+	}
+	return rec, err
 }
 
 func (s *server) Save(ctx context.Context, id string, r Record) error {
 	if !ValidID(id) {
 		return ErrInvalidID
+	}
+	if len(r.Data) > MaxRecordSize {
+		return fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(r.Data))
 	}
 	return s.cfg.Handler.Save(ctx, id, r)
 }
@@ -116,6 +150,27 @@ func (s *server) Close(ctx context.Context, id string) error {
 		return ErrInvalidID
 	}
 	return s.cfg.Handler.Close(ctx, id)
+}
+
+// listenFast listens on the fast-transport socket in dir, the private
+// directory the host made for this launch, and makes the secret for it.
+func listenFast(dir string) (net.Listener, []byte, error) {
+	// The directory is what keeps other users off the socket: refuse one
+	// that is not a private directory.
+	if fi, err := os.Lstat(dir); err != nil {
+		return nil, nil, err
+	} else if !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		return nil, nil, fmt.Errorf("%s=%s is not a directory of mode 0700 (%s)", shared.FastDirEnv, dir, fi.Mode())
+	}
+	secret := make([]byte, shared.FastSecretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, nil, err
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, shared.FastSocketName))
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, secret, nil
 }
 
 // watchParent terminates the plugin when its host process goes away. On

@@ -49,7 +49,8 @@ func (c *GRPCClient) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fromStatus(err)
 	}
-	info := Info{Name: r.Name, Version: r.Version, Capabilities: r.Capabilities, PID: int(r.Pid)}
+	info := Info{Name: r.Name, Version: r.Version, Capabilities: r.Capabilities, PID: int(r.Pid),
+		FastAddr: r.FastAddr, FastSecret: r.FastSecret}
 	for _, v := range r.Protocols {
 		info.Protocols = append(info.Protocols, int(v))
 	}
@@ -102,7 +103,8 @@ func (s *grpcServer) Info(ctx context.Context, _ *proto.InfoRequest) (*proto.Inf
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r := &proto.InfoResponse{Name: info.Name, Version: info.Version, Capabilities: info.Capabilities, Pid: int64(info.PID)}
+	r := &proto.InfoResponse{Name: info.Name, Version: info.Version, Capabilities: info.Capabilities, Pid: int64(info.PID),
+		FastAddr: info.FastAddr, FastSecret: info.FastSecret}
 	for _, v := range info.Protocols {
 		r.Protocols = append(r.Protocols, int32(v))
 	}
@@ -148,6 +150,8 @@ func toStatus(err error) error {
 		return nil
 	case errors.Is(err, ErrInvalidID):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrTooLarge):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -178,6 +182,9 @@ func fromStatus(err error) error {
 	switch st.Code() {
 	case codes.InvalidArgument:
 		return fmt.Errorf("%w: %s", ErrInvalidID, st.Message())
+	case codes.ResourceExhausted:
+		// The handler's own limit, or gRPC's message limit on either side.
+		return fmt.Errorf("%w: %s", ErrTooLarge, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%w: %s", context.DeadlineExceeded, st.Message())
 	case codes.Canceled:

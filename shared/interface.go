@@ -28,9 +28,10 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "4c7a1f0e-tina4go-sessions-handler",
 }
 
-// MaxMessageSize is the largest gRPC message either side accepts (gRPC's
-// default of 4 MiB is too small for large sessions).
-const MaxMessageSize = 64 << 20
+// MaxMessageSize is the largest gRPC message either side accepts: a record
+// of MaxRecordSize and room for the rest of the message (gRPC's default of
+// 4 MiB is too small for large sessions).
+const MaxMessageSize = MaxRecordSize + 64<<10
 
 // Capabilities a handler may report through Info.
 const (
@@ -58,6 +59,11 @@ type Info struct {
 	Protocols    []int
 	Capabilities []string
 	PID          int
+	// FastAddr is the handler's fast-transport socket ("" when it serves
+	// gRPC only) and FastSecret the secret a host must present on it. The
+	// host's loader uses them at launch and then drops the secret.
+	FastAddr   string
+	FastSecret []byte
 }
 
 // Store is the interface both ends of the wire implement: the plugin serves

@@ -20,6 +20,7 @@
 //	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
 //	TINA4_SESSION_HANDLER_SHA256 (unset)                   SHA-256 (64 hex digits) the handler binary must have
 //	TINA4_PLUGIN_SUMS            (unset)                   sums file ("<sha256>  <name>" lines, as sha256sum prints) kept outside the plugin dir
+//	TINA4_PLUGIN_TRANSPORT       auto                      auto: the fast transport when the handler offers it, else gRPC; grpc: always gRPC
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
 //	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
 //
@@ -60,6 +61,7 @@ const (
 	envHandlerSHA256 = "TINA4_SESSION_HANDLER_SHA256"
 	envPluginSums    = "TINA4_PLUGIN_SUMS"
 	envLogLevel      = "TINA4_LOG_LEVEL"
+	envTransport     = "TINA4_PLUGIN_TRANSPORT"
 
 	prefix = "TINA4_"
 )
@@ -81,6 +83,7 @@ type Config struct {
 	LogLevel      string        // TINA4_LOG_LEVEL, default "info"; always lower case
 	HandlerSHA256 string        // TINA4_SESSION_HANDLER_SHA256, default "" (no pin); lower-case hex
 	PluginSums    string        // TINA4_PLUGIN_SUMS, default "" (no sums file)
+	Transport     string        // TINA4_PLUGIN_TRANSPORT: "auto" (default) or "grpc"; always lower case
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -148,6 +151,7 @@ func Load(opts Options) (Config, error) {
 	c.Secure = parse(&src, &errs, envSecure, false, parseBool)
 	c.LogLevel = parse(&src, &errs, envLogLevel, "info", parseLogLevel)
 	c.HandlerSHA256 = parse(&src, &errs, envHandlerSHA256, "", parseSHA256)
+	c.Transport = parse(&src, &errs, envTransport, "auto", parseTransport)
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))
@@ -188,6 +192,14 @@ type sources struct {
 	env         map[string]string // keys as given
 	file        map[string]string // keys upper-cased
 	envFilePath string
+}
+
+func parseTransport(v string) (string, error) {
+	switch v = strings.ToLower(v); v {
+	case "auto", "grpc":
+		return v, nil
+	}
+	return "", errors.New("want auto or grpc")
 }
 
 // parseEnviron turns "KEY=VALUE" entries into a map; the first entry for a

@@ -56,6 +56,7 @@ func TestDefaults(t *testing.T) {
 		StartTimeout:  10 * time.Second,
 		Addr:          "127.0.0.1:7145",
 		LogLevel:      "info",
+		Transport:     "auto",
 		PluginEnv:     []string{},
 		EnvFile:       "",
 	}
@@ -257,6 +258,15 @@ func TestLogLevel(t *testing.T) {
 	}
 	if _, err := load(t, []string{"TINA4_LOG_LEVEL=loud"}, ""); err == nil {
 		t.Error("LogLevel loud: no error")
+	}
+}
+
+func TestTransport(t *testing.T) {
+	if c := mustLoad(t, []string{"TINA4_PLUGIN_TRANSPORT=gRPC"}, ""); c.Transport != "grpc" {
+		t.Errorf("Transport = %q, want grpc", c.Transport)
+	}
+	if _, err := load(t, []string{"TINA4_PLUGIN_TRANSPORT=carrier-pigeon"}, ""); err == nil || !strings.Contains(err.Error(), "want auto or grpc") {
+		t.Errorf("Transport carrier-pigeon: want an error naming the choices, got %v", err)
 	}
 }
 

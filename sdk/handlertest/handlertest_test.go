@@ -117,7 +117,7 @@ func TestBrokenHandlersAreCaught(t *testing.T) {
 		{"ignores expiry", &ignoresExpiry{mem{m: map[string]sdk.Record{}}}, "a record saved already expired is not found", "want sdk.ErrNotFound"},
 		{"close of absent id errors", &closeErrors{mem{m: map[string]sdk.Record{}}}, "close removes the record and is idempotent", "want nil"},
 		{"not found as empty record", &notFoundAsNil{mem{m: map[string]sdk.Record{}}}, "load of an unknown id reports sdk.ErrNotFound", "found a record"},
-		{"truncates large values", &truncates{mem{m: map[string]sdk.Record{}}}, "large values round trip", "differ"},
+		{"truncates large values", &truncates{mem{m: map[string]sdk.Record{}}}, "the largest record the host allows round trips", "differ"},
 		{"case-insensitive ids", &caseInsensitive{mem{m: map[string]sdk.Record{}}}, "ids with every allowed character work and stay distinct", "case-sensitive"},
 	}
 	for _, tt := range tests {

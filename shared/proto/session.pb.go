@@ -61,12 +61,19 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 }
 
 type InfoResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Protocols     []int32                `protobuf:"varint,3,rep,packed,name=protocols,proto3" json:"protocols,omitempty"`
-	Capabilities  []string               `protobuf:"bytes,4,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version      string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Protocols    []int32                `protobuf:"varint,3,rep,packed,name=protocols,proto3" json:"protocols,omitempty"`
+	Capabilities []string               `protobuf:"bytes,4,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Pid          int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	// fast_addr is the Unix socket of the handler's fast transport, inside the
+	// private directory the host named in TINA4_PLUGIN_FAST_DIR; empty when the
+	// handler serves over gRPC only (handlers in other languages leave it empty).
+	FastAddr string `protobuf:"bytes,6,opt,name=fast_addr,json=fastAddr,proto3" json:"fast_addr,omitempty"`
+	// fast_secret is the per-launch secret the host presents on every fast
+	// connection. It travels only over this mutually authenticated channel.
+	FastSecret    []byte `protobuf:"bytes,7,opt,name=fast_secret,json=fastSecret,proto3" json:"fast_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,6 +141,20 @@ func (x *InfoResponse) GetPid() int64 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *InfoResponse) GetFastAddr() string {
+	if x != nil {
+		return x.FastAddr
+	}
+	return ""
+}
+
+func (x *InfoResponse) GetFastSecret() []byte {
+	if x != nil {
+		return x.FastSecret
+	}
+	return nil
 }
 
 type HealthRequest struct {
@@ -512,13 +533,16 @@ var File_shared_proto_session_proto protoreflect.FileDescriptor
 const file_shared_proto_session_proto_rawDesc = "" +
 	"\n" +
 	"\x1ashared/proto/session.proto\x12\x10tina4.session.v1\"\r\n" +
-	"\vInfoRequest\"\x90\x01\n" +
+	"\vInfoRequest\"\xce\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1c\n" +
 	"\tprotocols\x18\x03 \x03(\x05R\tprotocols\x12\"\n" +
 	"\fcapabilities\x18\x04 \x03(\tR\fcapabilities\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\x03R\x03pid\"\x0f\n" +
+	"\x03pid\x18\x05 \x01(\x03R\x03pid\x12\x1b\n" +
+	"\tfast_addr\x18\x06 \x01(\tR\bfastAddr\x12\x1f\n" +
+	"\vfast_secret\x18\a \x01(\fR\n" +
+	"fastSecret\"\x0f\n" +
 	"\rHealthRequest\":\n" +
 	"\x0eHealthResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +

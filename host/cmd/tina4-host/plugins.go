@@ -14,7 +14,7 @@ import (
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
 	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.PluginEnv,
 		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log,
-		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums}
+		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums, Transport: cfg.Transport}
 }
 
 // listPlugins prints every file in the plugin directory, whether it is
@@ -45,8 +45,8 @@ func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdou
 			fmt.Fprintf(stdout, "  usable: no: %v\n", err)
 			continue
 		}
-		fmt.Fprintf(stdout, "  usable: yes\n  reports: name=%s version=%s protocols=%v capabilities=%v\n",
-			info.Name, info.Version, info.Protocols, info.Capabilities)
+		fmt.Fprintf(stdout, "  usable: yes\n  reports: name=%s version=%s protocols=%v capabilities=%v\n  transport: %s\n",
+			info.Name, info.Version, info.Protocols, info.Capabilities, describeTransport(info.Transport))
 	}
 	fmt.Fprintf(stdout, "\nbuilt in: SessionFileHandler (used when the plugin directory has no binary of that name)\n")
 	fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s\n", cfg.Handler)
@@ -78,6 +78,7 @@ func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok   launched %s %s (pid %d) from %s\n", info.Name, info.Version, info.PID, path)
+	fmt.Fprintf(stdout, "ok   transport: %s\n", describeTransport(h.Transport()))
 	failed := false
 	for _, r := range handlertest.CheckAll(ctx, h, handlertest.Options{Quick: true}) {
 		if r.Err != nil {
@@ -99,4 +100,15 @@ func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name
 	}
 	fmt.Fprintf(stdout, "PASS %s\n", name)
 	return 0
+}
+
+// describeTransport says in words how the host reaches a handler.
+func describeTransport(t string) string {
+	switch t {
+	case loader.TransportFast:
+		return "fast (private Unix socket; Info and Health over gRPC)"
+	case loader.TransportGRPC:
+		return "grpc (the handler offers no fast transport, or TINA4_PLUGIN_TRANSPORT=grpc)"
+	}
+	return t
 }

@@ -1,0 +1,93 @@
+// Command probe is a test plugin that keeps sessions in memory and acts on
+// the first letters of an id, so tests can see what reaches a handler over
+// each transport:
+//
+//	dl...    Load answers with the deadline its ctx carries (RFC 3339, ns)
+//	hang...  Load blocks until its ctx is done, then appends "<id> <ctx.Err()>"
+//	         to the file named by TINA4_SESSION_PROBE_LOG and returns ctx.Err()
+//	fail...  Load fails with "probe store exploded"
+//	huge...  Load returns a record one byte over sdk.MaxRecordSize
+//	anything else: an ordinary in-memory store
+//
+// Installed as "ProbeGRPC" it sets sdk.Config.GRPCOnly.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tina4go/sessions/sdk"
+)
+
+type probe struct {
+	mu   sync.Mutex
+	recs map[string]sdk.Record
+	log  string
+}
+
+func (p *probe) Load(ctx context.Context, id string) (sdk.Record, error) {
+	switch {
+	case strings.HasPrefix(id, "dl"):
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return sdk.Record{Data: []byte("none"), Expires: time.Now().Add(time.Hour)}, nil
+		}
+		return sdk.Record{Data: []byte(dl.Format(time.RFC3339Nano)), Expires: time.Now().Add(time.Hour)}, nil
+	case strings.HasPrefix(id, "hang"):
+		<-ctx.Done()
+		if f, err := os.OpenFile(p.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			fmt.Fprintf(f, "%s %v\n", id, ctx.Err())
+			f.Close()
+		}
+		return sdk.Record{}, ctx.Err()
+	case strings.HasPrefix(id, "fail"):
+		return sdk.Record{}, errors.New("probe store exploded")
+	case strings.HasPrefix(id, "huge"):
+		return sdk.Record{Data: make([]byte, sdk.MaxRecordSize+1), Expires: time.Now().Add(time.Hour)}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return sdk.Record{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rec, ok := p.recs[id]
+	if !ok || !rec.Expires.After(time.Now()) {
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	return rec, nil
+}
+
+func (p *probe) Save(ctx context.Context, id string, r sdk.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recs[id] = r
+	return nil
+}
+
+func (p *probe) Close(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.recs, id)
+	return nil
+}
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	h := &probe{recs: map[string]sdk.Record{}, log: os.Getenv("TINA4_SESSION_PROBE_LOG")}
+	if err := sdk.Serve(sdk.Config{Name: name, Version: "0.0.1", Handler: h, GRPCOnly: name == "ProbeGRPC"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,281 @@
+package shared
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+const (
+	// fastMaxIdle caps the idle connections a FastClient keeps.
+	fastMaxIdle = 128
+	// fastInline is the largest Save whose data is copied into the request
+	// buffer (one write); larger data goes out in a second write.
+	fastInline = 16 << 10
+	// fastDialTimeout bounds dial plus hello when the call has no deadline.
+	fastDialTimeout = 5 * time.Second
+)
+
+// FastClient is the host-side Store over the fast transport: Load, Save and
+// Close go over the handler's private Unix socket, one call at a time per
+// connection, from a pool of connections; Info and Health, which are not on
+// the hot path, go to Fallback (the gRPC client of the same process).
+//
+// Errors mean what they mean over gRPC: ErrNotFound, ErrInvalidID,
+// ErrTooLarge, context.DeadlineExceeded, context.Canceled, *RemoteError for
+// a handler failure, and ErrTransport when the socket could not be reached
+// or broke (the process may be gone). A call whose context ends is
+// abandoned at once: its connection is closed, which cancels the call in the
+// handler.
+type FastClient struct {
+	addr     string
+	secret   []byte
+	fallback Store
+
+	mu     sync.Mutex
+	idle   []*fastConn
+	closed bool
+}
+
+// NewFastClient returns a client for the fast-transport socket addr,
+// presenting secret, with fallback serving Info and Health. It does not
+// connect; Ping does.
+func NewFastClient(addr string, secret []byte, fallback Store) *FastClient {
+	return &FastClient{addr: addr, secret: secret, fallback: fallback}
+}
+
+// fastConn is one pooled connection; it carries one call at a time.
+type fastConn struct {
+	c         *net.UnixConn
+	r         *bufio.Reader
+	buf       []byte // the request being written, reused
+	hdr       [fastHeaderLen]byte
+	tag       uint32
+	interrupt func() // forces the pending read or write to fail now
+}
+
+// Ping opens a connection and presents the secret, so a host can tell at
+// launch whether the fast transport works before it relies on it.
+func (c *FastClient) Ping(ctx context.Context) error {
+	fc, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	c.put(fc)
+	return nil
+}
+
+// Shutdown closes the idle connections; calls made after it fail with
+// ErrTransport. Calls in flight finish on their own connections.
+func (c *FastClient) Shutdown() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	c.mu.Unlock()
+	for _, fc := range idle {
+		fc.c.Close()
+	}
+	return nil
+}
+
+// Info asks the handler what it is (over gRPC). The fast-transport secret
+// is not part of the answer.
+func (c *FastClient) Info(ctx context.Context) (Info, error) {
+	info, err := c.fallback.Info(ctx)
+	info.FastSecret = nil
+	return info, err
+}
+
+// Health asks the handler whether its store is usable (over gRPC).
+func (c *FastClient) Health(ctx context.Context) error { return c.fallback.Health(ctx) }
+
+// Load fetches the record for id; ErrNotFound when there is none.
+func (c *FastClient) Load(ctx context.Context, id string) (Record, error) {
+	resp, body, err := c.call(ctx, fastLoad, id, nil, 0)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Data: body, Expires: time.UnixMilli(resp.expires)}, nil
+}
+
+// Save stores rec under id.
+func (c *FastClient) Save(ctx context.Context, id string, rec Record) error {
+	if len(rec.Data) > MaxRecordSize {
+		return fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(rec.Data))
+	}
+	_, _, err := c.call(ctx, fastSave, id, rec.Data, rec.Expires.UnixMilli())
+	return err
+}
+
+// Close destroys the record for id (Shutdown releases the client).
+func (c *FastClient) Close(ctx context.Context, id string) error {
+	_, _, err := c.call(ctx, fastClose, id, nil, 0)
+	return err
+}
+
+// call sends one request and reads its response on a pooled connection.
+func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, expires int64) (fastHeader, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return fastHeader{}, nil, err
+	}
+	if len(id) > 255 {
+		return fastHeader{}, nil, fmt.Errorf("%w: %d characters", ErrInvalidID, len(id))
+	}
+	fc, err := c.get(ctx)
+	if err != nil {
+		return fastHeader{}, nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	fc.c.SetDeadline(deadline) // the zero time when there is none
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, fc.interrupt)
+	}
+	req := fastHeader{op: op, expires: expires}
+	if !deadline.IsZero() {
+		req.deadline = deadline.UnixNano()
+	}
+	resp, body, err := fc.exchange(&req, id, data)
+	reusable := err == nil
+	if stop != nil && !stop() {
+		// The context ended during the call: the interrupt may still be
+		// touching the connection, so it cannot go back to the pool.
+		reusable = false
+		if err != nil {
+			err = ctx.Err()
+		}
+	}
+	if reusable {
+		c.put(fc)
+	} else {
+		fc.c.Close()
+	}
+	if err != nil {
+		return fastHeader{}, nil, c.explain(ctx, err)
+	}
+	if resp.status != fastOK {
+		return resp, nil, fastError(resp.status, string(body))
+	}
+	return resp, body, nil
+}
+
+// explain turns a failed exchange into the error callers branch on.
+func (c *FastClient) explain(ctx context.Context, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrTooLarge):
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection's deadline (the call's) passed a moment before
+		// the context noticed.
+		return fmt.Errorf("%w: no answer from the handler in time", context.DeadlineExceeded)
+	default:
+		return fmt.Errorf("%w: %s: %v", ErrTransport, c.addr, err)
+	}
+}
+
+// exchange writes one request frame and reads the frame that answers it.
+func (fc *fastConn) exchange(req *fastHeader, id string, data []byte) (fastHeader, []byte, error) {
+	fc.tag++
+	req.tag = fc.tag
+	req.idLen = byte(len(id))
+	req.bodyLen = uint32(len(id) + len(data))
+	n := fastHeaderLen + len(id)
+	inline := len(data) <= fastInline
+	size := n
+	if inline {
+		size += len(data)
+	}
+	if cap(fc.buf) < size {
+		fc.buf = make([]byte, size)
+	}
+	b := fc.buf[:size]
+	req.put(b)
+	copy(b[fastHeaderLen:], id)
+	if inline {
+		copy(b[n:], data)
+	}
+	if _, err := fc.c.Write(b); err != nil {
+		return fastHeader{}, nil, err
+	}
+	if !inline {
+		if _, err := fc.c.Write(data); err != nil {
+			return fastHeader{}, nil, err
+		}
+	}
+	var resp fastHeader
+	if err := readHeader(fc.r, fc.hdr[:], &resp); err != nil {
+		return fastHeader{}, nil, err
+	}
+	if resp.tag != req.tag || resp.op != req.op {
+		return fastHeader{}, nil, fmt.Errorf("answer for request %d (op %d) arrived for request %d (op %d)", resp.tag, resp.op, req.tag, req.op)
+	}
+	var body []byte
+	if resp.bodyLen > 0 {
+		body = make([]byte, resp.bodyLen)
+		if _, err := io.ReadFull(fc.r, body); err != nil {
+			return fastHeader{}, nil, err
+		}
+	}
+	return resp, body, nil
+}
+
+// get takes an idle connection or dials a new one and presents the secret.
+func (c *FastClient) get(ctx context.Context) (*fastConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s: the client is closed", ErrTransport, c.addr)
+	}
+	if n := len(c.idle); n > 0 {
+		fc := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return fc, nil
+	}
+	c.mu.Unlock()
+
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(fastDialTimeout)
+	}
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "unix", c.addr)
+	if err != nil {
+		return nil, c.explain(ctx, err)
+	}
+	uc := conn.(*net.UnixConn)
+	fc := &fastConn{c: uc, r: bufio.NewReaderSize(uc, 32<<10)}
+	fc.interrupt = func() { uc.SetDeadline(time.Unix(1, 0)) }
+	uc.SetDeadline(deadline)
+	hello := fastHeader{op: fastHello}
+	resp, _, err := fc.exchange(&hello, "", c.secret)
+	if err == nil && resp.status != fastOK {
+		err = fmt.Errorf("the handler refused the hello (status %d)", resp.status)
+	}
+	if err != nil {
+		uc.Close()
+		return nil, c.explain(ctx, fmt.Errorf("hello: %w", err))
+	}
+	return fc, nil
+}
+
+// put returns a healthy connection to the pool.
+func (c *FastClient) put(fc *fastConn) {
+	c.mu.Lock()
+	if c.closed || len(c.idle) >= fastMaxIdle {
+		c.mu.Unlock()
+		fc.c.Close()
+		return
+	}
+	c.idle = append(c.idle, fc)
+	c.mu.Unlock()
+}
