@@ -1,6 +1,13 @@
 // Package bench measures tina4go/sessions against alexedwards/scs on the same
-// HTTP workload and the same redis-server. It is its own Go module so scs
-// never becomes a dependency of the product. Run it with `make bench`.
+// HTTP workload and the same redis-server, and the plugin transports against
+// a raw Unix socket (transport_test.go). It is its own Go module so scs never
+// becomes a dependency of the product. Run it with `make bench`; after the
+// run, TestMain prints one summary (report_test.go).
+//
+// Every benchmark runs in R interleaved rounds (BENCH_ROUNDS, default 2):
+// each round goes through every variant once, so drift on a shared machine
+// (CPU frequency, other load) hits every variant alike instead of whichever
+// happened to run last. The summary reports each round and the mean.
 package bench
 
 import (
@@ -14,9 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,42 +30,85 @@ import (
 
 	"github.com/alexedwards/scs/redisstore"
 	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	redigo "github.com/gomodule/redigo/redis"
 
 	"github.com/tina4go/sessions/host"
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/internal/redistest"
+	"github.com/tina4go/sessions/loader"
 	redishandler "github.com/tina4go/sessions/plugins/redis"
 )
 
-var pluginDir string
+var (
+	// pluginDir holds the plugin binaries TestMain builds.
+	pluginDir string
+	// benchRounds is how many interleaved rounds every benchmark runs.
+	benchRounds = 2
+	// concurrencies are the numbers of concurrent callers every variant runs at.
+	concurrencies = []int{1, 64}
+)
+
+// plugins are the binaries TestMain builds into pluginDir, by handler name.
+var plugins = map[string]string{
+	"SessionRedisHandler": "github.com/tina4go/sessions/plugins/redis/cmd/SessionRedisHandler",
+	"SessionFileHandler":  "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
+	"Echo":                "github.com/tina4go/sessions/bench/testdata/echo",
+}
 
 func TestMain(m *testing.M) {
+	// The transport benchmark re-executes this binary as the server end of
+	// its sockets (transport_test.go); such a child runs nothing else.
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role))
+	}
+	if v := os.Getenv("BENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "BENCH_ROUNDS=%s: want a whole number of rounds, 1 or more\n", v)
+			os.Exit(2)
+		}
+		benchRounds = n
+	}
 	dir, err := os.MkdirTemp("", "tina4-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginDir = filepath.Join(dir, "plugins")
-	for _, name := range []string{"SessionRedisHandler", "SessionFileHandler"} {
-		pkg := map[string]string{
-			"SessionRedisHandler": "github.com/tina4go/sessions/plugins/redis/cmd/SessionRedisHandler",
-			"SessionFileHandler":  "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
-		}[name]
-		out, err := exec.Command("go", "build", "-o", filepath.Join(pluginDir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
-			os.Exit(1)
+	code := func() int {
+		defer os.RemoveAll(dir)
+		// The loader refuses a plugin directory or binary that others can
+		// write to, so set the modes whatever the umask.
+		pluginDir = filepath.Join(dir, "plugins")
+		if err := os.Mkdir(pluginDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
-	}
-	os.Chmod(pluginDir, 0o755)
-	code := m.Run()
-	printRatios()
-	os.RemoveAll(dir)
+		if err := os.Chmod(pluginDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for name, pkg := range plugins {
+			bin := filepath.Join(pluginDir, name)
+			if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
+				return 1
+			}
+			if err := os.Chmod(bin, 0o755); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		code := m.Run()
+		printSummary(os.Stdout)
+		return code
+	}()
 	os.Exit(code)
 }
 
-// counter is the workload: read a counter from the session, add one, write it back.
+// The HTTP workload: read a counter from the session, add one, write it
+// back, and answer with the new value.
+
 func tina4Counter(w http.ResponseWriter, r *http.Request) {
 	s := host.FromRequest(r)
 	var n int
@@ -76,25 +125,64 @@ func scsCounter(sm *scs.SessionManager) http.Handler {
 	})
 }
 
-// tina4Server starts our host on redis with the handler as a plugin binary
-// (inProcess=false) or in process (inProcess=true).
-func tina4Server(b *testing.B, addr string, inProcess bool) http.Handler {
-	name := "SessionRedisHandler"
+// A counterVariant is one row of the HTTP table: a server for the workload.
+type counterVariant struct {
+	id   string // the letter the ratios use: "a"
+	name string // the sub-benchmark name: "a_tina4_plugin"
+	desc string // what it is, for the summary
+	// mk starts the server (outside the timed part) and stops it when b
+	// ends; redisAddr is the redis-server every Redis variant shares.
+	mk func(b *testing.B, redisAddr string) http.Handler
+}
+
+// counterVariants are the servers BenchmarkCounter compares, in the order
+// each round runs them and the summary lists them.
+var counterVariants = []counterVariant{
+	{"a", "a_tina4_plugin", "tina4, Redis handler as a plugin, fast transport",
+		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportFast) }},
+	{"b", "b_tina4_inprocess", "tina4, the same Redis handler in process",
+		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportInProcess) }},
+	{"c", "c_scs_redisstore", "scs v2 + redisstore",
+		func(b *testing.B, addr string) http.Handler { return scsRedis(b, addr) }},
+	{"d", "d_tina4_file_plugin", "tina4, file handler as a plugin, fast transport",
+		func(b *testing.B, _ string) http.Handler { return tina4File(b, loader.TransportFast) }},
+	{"e", "e_tina4_file_inprocess", "tina4, file handler built in",
+		func(b *testing.B, _ string) http.Handler { return tina4File(b, loader.TransportInProcess) }},
+	{"f", "f_plain_nethttp", "plain net/http, no sessions",
+		func(*testing.B, string) http.Handler { return plain() }},
+	{"g", "g_scs_memstore", "scs v2 + memstore (its default)",
+		func(b *testing.B, _ string) http.Handler { return scsMemory(b) }},
+	{"h", "h_tina4_plugin_grpc", "tina4, Redis handler as a plugin, gRPC",
+		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportGRPC) }},
+}
+
+const benchSecret = "bench-secret-0123456789abcdef0123456789"
+
+// tina4Redis starts our host on redis with SessionRedisHandler reached the
+// way transport says: as a plugin process over the fast transport
+// (loader.TransportFast) or over gRPC (loader.TransportGRPC, set with
+// TINA4_PLUGIN_TRANSPORT=grpc), or the same handler code in process
+// (loader.TransportInProcess).
+func tina4Redis(b *testing.B, addr, transport string) http.Handler {
+	url := "redis://" + addr + "/0"
 	env := []string{
 		"TINA4_PLUGIN_DIR=" + pluginDir,
-		"TINA4_SECRET=bench-secret-0123456789abcdef0123456789",
-		"TINA4_SESSION_REDIS_URL=redis://" + addr + "/0",
-		"TINA4_SESSION_HANDLER=" + name,
+		"TINA4_SECRET=" + benchSecret,
+		"TINA4_SESSION_REDIS_URL=" + url,
+		"TINA4_SESSION_HANDLER=SessionRedisHandler",
 	}
-	opts := []host.Option{host.WithLogger(slog.New(slog.DiscardHandler))}
-	if inProcess {
+	var opts []host.Option
+	switch transport {
+	case loader.TransportGRPC:
+		env = append(env, "TINA4_PLUGIN_TRANSPORT=grpc")
+	case loader.TransportInProcess:
 		// A name with no binary in the plugin dir, served by the same
 		// handler code in process.
-		name = "RedisInProcess"
+		name := "RedisInProcess"
 		env[3] = "TINA4_SESSION_HANDLER=" + name
 		ro, err := redishandler.OptionsFromEnv(func(k string) string {
 			if k == "TINA4_SESSION_REDIS_URL" {
-				return "redis://" + addr + "/0"
+				return url
 			}
 			return ""
 		})
@@ -106,44 +194,95 @@ func tina4Server(b *testing.B, addr string, inProcess bool) http.Handler {
 		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(rh.Stop) // the host stops it too; this covers a failed Open
 		opts = append(opts, host.WithHandler(name, "bench", rh))
 	}
+	return openHost(b, env, transport, opts...)
+}
+
+// tina4File starts our host on the file handler, as a plugin binary
+// (loader.TransportFast) or the built-in (loader.TransportInProcess).
+func tina4File(b *testing.B, transport string) http.Handler {
+	dir := pluginDir
+	if transport == loader.TransportInProcess {
+		dir = b.TempDir() // no binary: the built-in serves
+	}
+	return openHost(b, []string{
+		"TINA4_PLUGIN_DIR=" + dir,
+		"TINA4_SECRET=" + benchSecret,
+		"TINA4_SESSION_FOLDER=" + b.TempDir(),
+	}, transport)
+}
+
+// openHost starts our host with the settings in env, checks that its
+// handler is reached the way the variant means (want, a loader transport),
+// and returns the counter behind the host's middleware. The host stops when
+// b ends.
+func openHost(b *testing.B, env []string, want string, opts ...host.Option) http.Handler {
 	cfg, err := config.Load(config.Options{Dir: b.TempDir(), Environ: env})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.Open(context.Background(), append(opts, host.WithConfig(cfg))...)
+	log := &startLog{}
+	h, err := host.Open(context.Background(), append(opts, host.WithConfig(cfg), host.WithLogger(slog.New(log)))...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close() })
-	return h.Wrap(http.HandlerFunc(tina4Counter))
-}
-
-// fileServer starts our host on the file handler, as a plugin binary or
-// (the built-in) in process.
-func fileServer(b *testing.B, inProcess bool) http.Handler {
-	dir := pluginDir
-	if inProcess {
-		dir = b.TempDir() // no binary: the built-in serves
-	}
-	cfg, err := config.Load(config.Options{Dir: b.TempDir(), Environ: []string{
-		"TINA4_PLUGIN_DIR=" + dir,
-		"TINA4_SECRET=bench-secret-0123456789abcdef0123456789",
-		"TINA4_SESSION_FOLDER=" + b.TempDir(),
-	}})
+	hi, err := h.Health(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.Open(context.Background(), host.WithConfig(cfg), host.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
+	got := log.transport()
+	if hi.BuiltIn {
+		got = loader.TransportInProcess
 	}
-	b.Cleanup(func() { h.Close() })
+	if got != want {
+		b.Fatalf("%s is reached over %q, not %q as this variant means (from the loader's %q log line)",
+			hi.Name, got, want, startMessage)
+	}
 	return h.Wrap(http.HandlerFunc(tina4Counter))
 }
 
-func scsServer(b *testing.B, addr string) http.Handler {
+// startMessage is the line the loader logs when a plugin has started, with
+// a "transport" attribute.
+const startMessage = "session handler started"
+
+// startLog is a slog.Handler that drops every log line but remembers the
+// transport the loader reports when the plugin starts.
+type startLog struct {
+	mu  sync.Mutex
+	got string
+}
+
+func (l *startLog) Enabled(_ context.Context, level slog.Level) bool { return level >= slog.LevelInfo }
+func (l *startLog) WithAttrs([]slog.Attr) slog.Handler               { return l }
+func (l *startLog) WithGroup(string) slog.Handler                    { return l }
+
+func (l *startLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != startMessage {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "transport" {
+			l.mu.Lock()
+			l.got = a.Value.String()
+			l.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *startLog) transport() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.got
+}
+
+// scsRedis is scs v2 on the same redis-server through its redisstore.
+func scsRedis(b *testing.B, addr string) http.Handler {
 	pool := &redigo.Pool{MaxIdle: 64, Dial: func() (redigo.Conn, error) { return redigo.Dial("tcp", addr) }}
 	b.Cleanup(func() { pool.Close() })
 	sm := scs.New()
@@ -152,14 +291,50 @@ func scsServer(b *testing.B, addr string) http.Handler {
 	return sm.LoadAndSave(scsCounter(sm))
 }
 
-var (
-	resultsMu sync.Mutex
-	results   = map[string]float64{} // "variant/c=N" -> req/s
-)
+// scsMemory is scs v2 with the store scs.New() gives it: memstore, a map in
+// process. It is the cheapest a session layer can be.
+func scsMemory(b *testing.B) http.Handler {
+	sm := scs.New()
+	if ms, ok := sm.Store.(*memstore.MemStore); ok {
+		b.Cleanup(ms.StopCleanup)
+	}
+	sm.Lifetime = 30 * time.Minute
+	return sm.LoadAndSave(scsCounter(sm))
+}
 
-// run drives the handler over a loopback listener with c clients, each on
-// its own session, for b.N requests in all.
-func run(b *testing.B, h http.Handler, c int) {
+// plain is the same request with no session layer at all: the ceiling every
+// other variant is a fraction of.
+func plain() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "1") })
+}
+
+// BenchmarkCounter runs the counter workload against every counterVariant at
+// 1 and 64 concurrent clients, each client on its own session, in
+// benchRounds interleaved rounds: Counter/round=R/<variant>/c=N. Every
+// sub-benchmark starts its own server before the timer starts. The Redis
+// variants share one redis-server. allocs/op counts the whole benchmark
+// process (HTTP client, host and, for b, c, e and g, the store), not a
+// plugin process.
+func BenchmarkCounter(b *testing.B) {
+	rs := redistest.Start(b)
+	for round := 1; round <= benchRounds; round++ {
+		b.Run("round="+strconv.Itoa(round), func(b *testing.B) {
+			for _, v := range counterVariants {
+				b.Run(v.name, func(b *testing.B) {
+					for _, c := range concurrencies {
+						b.Run("c="+strconv.Itoa(c), func(b *testing.B) {
+							serve(b, resultKey{"Counter", v.name, round, c}, v.mk(b, rs.Addr()), c)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+// serve drives h over a loopback listener with c clients, each on its own
+// session (made before the timer starts), for b.N requests in all.
+func serve(b *testing.B, k resultKey, h http.Handler, c int) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	tr := &http.Transport{MaxIdleConns: c * 2, MaxIdleConnsPerHost: c * 2}
@@ -168,106 +343,71 @@ func run(b *testing.B, h http.Handler, c int) {
 	for i := range clients {
 		jar, _ := cookiejar.New(nil)
 		clients[i] = &http.Client{Jar: jar, Transport: tr}
-		get(b, clients[i], srv.URL) // create the session
+		if err := get(clients[i], srv.URL); err != nil { // create the session
+			b.Fatal(err)
+		}
 	}
-	var next atomic.Int64
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, cl := range clients {
-		wg.Add(1)
-		go func(cl *http.Client) {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				get(b, cl, srv.URL)
-			}
-		}(cl)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	rps := float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(rps, "req/s")
-	resultsMu.Lock()
-	results[b.Name()] = rps
-	resultsMu.Unlock()
+	s := measure(b, k, c, func(w int) error { return get(clients[w], srv.URL) })
+	b.ReportMetric(s.perSec(), "req/s")
 }
 
-func get(b *testing.B, c *http.Client, url string) {
+func get(c *http.Client, url string) error {
 	resp, err := c.Get(url)
 	if err != nil {
-		b.Error(err)
-		return
+		return err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		b.Errorf("status %d", resp.StatusCode)
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
+	return nil
 }
 
-// BenchmarkCounter runs the same workload against (a) our host with
-// SessionRedisHandler as a plugin process, (b) our host with the same
-// handler in process, (c) scs v2 with its Redis store, all on one
-// redis-server, and (d, e) our host on the file handler as a plugin and
-// built in, at 1 and 64 concurrent clients. allocs/op counts the whole
-// benchmark process (HTTP client, host and, for b, c and e, the store
-// client), not the plugin process.
-func BenchmarkCounter(b *testing.B) {
-	rs := redistest.Start(b)
-	variants := []struct {
-		name string
-		mk   func(b *testing.B) http.Handler
-	}{
-		{"a_tina4_plugin", func(b *testing.B) http.Handler { return tina4Server(b, rs.Addr(), false) }},
-		{"b_tina4_inprocess", func(b *testing.B) http.Handler { return tina4Server(b, rs.Addr(), true) }},
-		{"c_scs_redisstore", func(b *testing.B) http.Handler { return scsServer(b, rs.Addr()) }},
-		{"d_tina4_file_plugin", func(b *testing.B) http.Handler { return fileServer(b, false) }},
-		{"e_tina4_file_inprocess", func(b *testing.B) http.Handler { return fileServer(b, true) }},
-	}
-	for _, c := range []int{1, 64} {
-		for _, v := range variants {
-			b.Run(fmt.Sprintf("%s/c=%d", v.name, c), func(b *testing.B) {
-				run(b, v.mk(b), c)
-			})
-		}
-	}
-}
-
-func printRatios() {
-	resultsMu.Lock()
-	defer resultsMu.Unlock()
-	if len(results) == 0 {
-		return
-	}
-	find := func(prefix string, c int) float64 {
-		for k, v := range results {
-			if strings.Contains(k, prefix+"/c="+strconv.Itoa(c)) {
-				return v
+// measure is the timed part of every benchmark here: c goroutines take
+// turns from one counter until b.N calls of call (worker w calls call(w),
+// 0 <= w < c) have been made. It times them, counts this process's heap
+// allocations meanwhile and records the sample under k; the last run of a
+// sub-benchmark (the one with the final b.N) is the one the summary shows.
+// The first error stops every worker and fails b.
+func measure(b *testing.B, k resultKey, c int, call func(w int) error) sample {
+	var (
+		next   atomic.Int64
+		failed atomic.Bool
+		errMu  sync.Mutex
+		first  error
+		wg     sync.WaitGroup
+		before runtime.MemStats
+		after  runtime.MemStats
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() && next.Add(1) <= int64(b.N) {
+				if err := call(w); err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+					failed.Store(true)
+				}
 			}
-		}
-		return 0
+		}()
 	}
-	var keys []string
-	for k := range results {
-		keys = append(keys, k)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	if first != nil {
+		b.Fatal(first)
 	}
-	sort.Strings(keys)
-	fmt.Println("\nrequests/s (last run of each):")
-	for _, k := range keys {
-		fmt.Printf("  %-50s %10.0f\n", k, results[k])
-	}
-	for _, c := range []int{1, 64} {
-		a, bb, cc := find("a_tina4_plugin", c), find("b_tina4_inprocess", c), find("c_scs_redisstore", c)
-		if a > 0 && cc > 0 {
-			fmt.Printf("c=%-3d (a)/(c) plugin vs scs+redis:     %.2fx\n", c, a/cc)
-		}
-		if a > 0 && bb > 0 {
-			fmt.Printf("c=%-3d (a)/(b) plugin vs in-process:    %.2fx\n", c, a/bb)
-		}
-		if d, e := find("d_tina4_file_plugin", c), find("e_tina4_file_inprocess", c); d > 0 && e > 0 {
-			fmt.Printf("c=%-3d (d)/(e) file plugin vs built-in: %.2fx\n", c, d/e)
-		}
-	}
+	s := sample{n: b.N, elapsed: elapsed, allocs: after.Mallocs - before.Mallocs}
+	record(k, s)
+	return s
 }

@@ -2,6 +2,8 @@ package loader
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,5 +67,54 @@ func BenchmarkInfo(b *testing.B) {
 		if _, err := h.Info(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkLoad measures one Load of a 512-byte record from an in-memory
+// handler (the probe plugin) over each transport, so the cost is the hop.
+func BenchmarkLoad(b *testing.B) {
+	for _, transport := range []string{TransportFast, TransportGRPC} {
+		b.Run(transport, func(b *testing.B) {
+			dir := filepath.Join(b.TempDir(), "plugins")
+			os.Mkdir(dir, 0o755)
+			src, _ := os.ReadFile(filepath.Join(binDir, "probe"))
+			os.WriteFile(filepath.Join(dir, "Probe"), src, 0o755)
+			cfg := Config{Name: "Probe", Dir: dir, Logger: quietLogger()}
+			if transport == TransportGRPC {
+				cfg.Transport = TransportGRPC
+			}
+			h, err := Open(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Shutdown()
+			// A cancellable ctx, as an HTTP request's is.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			id := testID('b')
+			if err := h.Save(ctx, id, shared.Record{Data: make([]byte, 512), Expires: time.Now().Add(time.Hour)}); err != nil {
+				b.Fatal(err)
+			}
+			b.Run("sequential", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := h.Load(ctx, id); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(32)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := h.Load(ctx, id); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		})
 	}
 }

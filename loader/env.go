@@ -3,6 +3,8 @@ package loader
 import (
 	"os"
 	"strings"
+
+	"github.com/tina4go/sessions/shared"
 )
 
 // hostEnvAllowed lists the host variables a plugin inherits; everything else
@@ -30,7 +32,8 @@ func pluginEnv(settings []string) []string {
 	}
 	for _, kv := range settings {
 		k, _, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, "TINA4_") || secretKey(k) {
+		// The fast-transport directory is the loader's to give, per launch.
+		if !ok || !strings.HasPrefix(k, "TINA4_") || secretKey(k) || k == shared.FastDirEnv {
 			continue
 		}
 		env = append(env, kv)

@@ -84,7 +84,7 @@ func TestFastSocketIsPrivate(t *testing.T) {
 	sock := filepath.Join(dir, shared.FastSocketName)
 	wrong := make([]byte, shared.FastSecretSize)
 	rand.Read(wrong)
-	c := shared.NewFastClient(sock, wrong, nil)
+	c := shared.NewFastClient(sock, wrong, 0, nil)
 	defer c.Shutdown()
 	_, err = c.Load(context.Background(), testID('p'))
 	if !errors.Is(err, shared.ErrTransport) {

@@ -221,8 +221,14 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 		return err
 	}
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
-	defer cancel()
+	deadline := time.Now().Add(h.cfg.CallTimeout)
+	if in.fast == nil {
+		// gRPC and built-ins learn the deadline from ctx; the fast client
+		// applies the call timeout itself, without a context per call.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	err = fn(ctx, in.store)
 	switch {
 	case err == nil, errors.Is(err, shared.ErrNotFound):
@@ -230,10 +236,10 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	case parent.Err() != nil:
 		// The caller gave up (client went away); not the plugin's fault.
 		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) && deadlineReached(ctx):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) && time.Until(deadline) < 10*time.Millisecond:
 		// Our deadline passed (whatever error the transport reports for it;
 		// the plugin's or the socket's report may arrive a moment before
-		// ctx's own timer fires).
+		// the host's own timer fires).
 		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
 			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
 	case transportFailure(err) || in.exited():
@@ -243,12 +249,6 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	default:
 		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, err)
 	}
-}
-
-// deadlineReached reports whether ctx's deadline is (all but) here.
-func deadlineReached(ctx context.Context) bool {
-	dl, ok := ctx.Deadline()
-	return ok && time.Until(dl) < 10*time.Millisecond
 }
 
 func transportFailure(err error) bool {

@@ -140,7 +140,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 		return fail(fmt.Errorf("binary reports its name as %q, not %q; rename the file to match the handler it holds", info.Name, name))
 	}
 	in := &instance{client: client, cleanup: cleanup, store: store, transport: TransportGRPC, stderr: tail, started: time.Now()}
-	if fast := useFast(ictx, info, fastDir, store, cfg.Logger.With("handler", name)); fast != nil {
+	if fast := useFast(ictx, info, fastDir, cfg.CallTimeout, store, cfg.Logger.With("handler", name)); fast != nil {
 		in.store, in.fast, in.transport = fast, fast, TransportFast
 	}
 	in.fastDir = fastDir
@@ -152,7 +152,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 // useFast returns a client for the fast transport the handler offers in
 // info, or nil to stay on gRPC: the handler offers none, it offers a socket
 // outside the directory the host made for it, or the socket does not answer.
-func useFast(ctx context.Context, info shared.Info, dir string, grpc shared.Store, log *slog.Logger) *shared.FastClient {
+func useFast(ctx context.Context, info shared.Info, dir string, timeout time.Duration, grpc shared.Store, log *slog.Logger) *shared.FastClient {
 	switch {
 	case dir == "":
 		return nil
@@ -163,7 +163,7 @@ func useFast(ctx context.Context, info shared.Info, dir string, grpc shared.Stor
 		log.Warn("the handler offered a fast transport the host did not ask for; using gRPC", "socket", info.FastAddr)
 		return nil
 	}
-	fast := shared.NewFastClient(info.FastAddr, info.FastSecret, grpc)
+	fast := shared.NewFastClient(info.FastAddr, info.FastSecret, timeout, grpc)
 	if err := fast.Ping(ctx); err != nil {
 		fast.Shutdown()
 		log.Warn("the handler's fast transport does not answer; using gRPC", "error", err.Error())

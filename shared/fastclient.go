@@ -36,6 +36,7 @@ const (
 type FastClient struct {
 	addr     string
 	secret   []byte
+	timeout  time.Duration
 	fallback Store
 
 	mu     sync.Mutex
@@ -44,10 +45,11 @@ type FastClient struct {
 }
 
 // NewFastClient returns a client for the fast-transport socket addr,
-// presenting secret, with fallback serving Info and Health. It does not
-// connect; Ping does.
-func NewFastClient(addr string, secret []byte, fallback Store) *FastClient {
-	return &FastClient{addr: addr, secret: secret, fallback: fallback}
+// presenting secret, with fallback serving Info and Health. A timeout above
+// zero bounds every Load, Save and Close besides the deadline of its ctx
+// (and costs no context of its own). It does not connect; Ping does.
+func NewFastClient(addr string, secret []byte, timeout time.Duration, fallback Store) *FastClient {
+	return &FastClient{addr: addr, secret: secret, timeout: timeout, fallback: fallback}
 }
 
 // fastConn is one pooled connection; it carries one call at a time.
@@ -63,7 +65,8 @@ type fastConn struct {
 // Ping opens a connection and presents the secret, so a host can tell at
 // launch whether the fast transport works before it relies on it.
 func (c *FastClient) Ping(ctx context.Context) error {
-	fc, err := c.get(ctx)
+	deadline, _ := ctx.Deadline()
+	fc, err := c.get(ctx, deadline)
 	if err != nil {
 		return err
 	}
@@ -127,11 +130,16 @@ func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, 
 	if len(id) > 255 {
 		return fastHeader{}, nil, fmt.Errorf("%w: %d characters", ErrInvalidID, len(id))
 	}
-	fc, err := c.get(ctx)
+	deadline, _ := ctx.Deadline()
+	if c.timeout > 0 {
+		if own := time.Now().Add(c.timeout); deadline.IsZero() || own.Before(deadline) {
+			deadline = own
+		}
+	}
+	fc, err := c.get(ctx, deadline)
 	if err != nil {
 		return fastHeader{}, nil, err
 	}
-	deadline, _ := ctx.Deadline()
 	fc.c.SetDeadline(deadline) // the zero time when there is none
 	var stop func() bool
 	if ctx.Done() != nil {
@@ -228,8 +236,9 @@ func (fc *fastConn) exchange(req *fastHeader, id string, data []byte) (fastHeade
 	return resp, body, nil
 }
 
-// get takes an idle connection or dials a new one and presents the secret.
-func (c *FastClient) get(ctx context.Context) (*fastConn, error) {
+// get takes an idle connection or dials a new one and presents the secret
+// before deadline (or within fastDialTimeout when it is zero).
+func (c *FastClient) get(ctx context.Context, deadline time.Time) (*fastConn, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -243,8 +252,7 @@ func (c *FastClient) get(ctx context.Context) (*fastConn, error) {
 	}
 	c.mu.Unlock()
 
-	deadline, ok := ctx.Deadline()
-	if !ok {
+	if deadline.IsZero() {
 		deadline = time.Now().Add(fastDialTimeout)
 	}
 	d := net.Dialer{Deadline: deadline}

@@ -19,13 +19,13 @@ const fastHelloTimeout = 10 * time.Second
 // ServeFast serves impl's Load, Save and Close on the fast-transport
 // connections l accepts, until l is closed (then it returns nil). A
 // connection whose first frame is not a hello carrying secret is closed
-// without an answer. Every request runs in its own goroutine with a context
-// that carries the host's deadline and is cancelled when the host closes the
-// connection.
+// without an answer. Every call's context carries the host's deadline and
+// is cancelled when the host closes the connection.
 func ServeFast(l net.Listener, secret []byte, impl Store) error {
 	if len(secret) != FastSecretSize {
 		return fmt.Errorf("fast transport: the secret must be %d bytes, not %d", FastSecretSize, len(secret))
 	}
+	hangups, _ := newHangupWatcher() // nil where there is no epoll
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
@@ -40,50 +40,77 @@ func ServeFast(l net.Listener, secret []byte, impl Store) error {
 			continue
 		}
 		backoff = 0
-		go serveFastConn(c, secret, impl)
+		go serveFastConn(c, secret, impl, hangups)
 	}
 }
 
-// fastServerConn is one accepted connection; replies from concurrent
-// requests are written under wmu.
+// fastServerConn is one accepted connection.
 type fastServerConn struct {
 	c    net.Conn
+	r    *bufio.Reader
 	impl Store
-	wmu  sync.Mutex
+	wmu  sync.Mutex // replies; only contended when a host sends several calls at once
+	wbuf []byte     // the reply being written, reused (under wmu)
 }
 
-func serveFastConn(c net.Conn, secret []byte, impl Store) {
-	defer c.Close()
-	r := bufio.NewReaderSize(c, 32<<10)
-	var hb [fastHeaderLen]byte
-	var h fastHeader
+func serveFastConn(c net.Conn, secret []byte, impl Store, hangups *hangupWatcher) {
+	sc := &fastServerConn{c: c, r: bufio.NewReaderSize(c, 32<<10), impl: impl}
 	c.SetReadDeadline(time.Now().Add(fastHelloTimeout))
-	if err := readHeader(r, hb[:], &h); err != nil || h.op != fastHello || h.bodyLen != FastSecretSize {
-		return
-	}
-	got := make([]byte, FastSecretSize)
-	if _, err := io.ReadFull(r, got); err != nil || subtle.ConstantTimeCompare(got, secret) != 1 {
+	h, got, err := sc.next()
+	if err != nil || h.op != fastHello || subtle.ConstantTimeCompare(got, secret) != 1 {
+		c.Close()
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	sc := &fastServerConn{c: c, impl: impl}
 	sc.reply(fastHeader{tag: h.tag, op: fastHello}, nil)
 
 	// Calls in flight on this connection are cancelled when it closes.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for {
-		if err := readHeader(r, hb[:], &h); err != nil {
-			return
+	inline := false
+	if hangups != nil {
+		if unwatch, err := hangups.watch(c, cancel); err == nil {
+			defer unwatch()
+			inline = true
 		}
-		// The body is the handler's to keep (a memory store may hold on
-		// to Save's data), so it is never reused.
-		body := make([]byte, h.bodyLen)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return
-		}
-		go sc.handle(ctx, h, body)
 	}
+	sc.loop(ctx, cancel, inline)
+}
+
+// loop reads requests and handles each on the goroutine that read it: a
+// hand-off to another goroutine costs about half a call's latency
+// (measured). With the hang-up watcher (inline), the next request is read
+// once this one is answered; without it, a new goroutine takes over reading
+// first, so that a host closing the connection still cancels the call.
+func (sc *fastServerConn) loop(ctx context.Context, cancel context.CancelFunc, inline bool) {
+	for {
+		h, body, err := sc.next()
+		if err != nil {
+			cancel()
+			sc.c.Close()
+			return
+		}
+		if !inline {
+			go sc.loop(ctx, cancel, false)
+			sc.handle(ctx, h, body)
+			return
+		}
+		sc.handle(ctx, h, body)
+	}
+}
+
+// next reads one frame. Its body is the handler's to keep (a memory store
+// may hold on to Save's data), so it is never reused.
+func (sc *fastServerConn) next() (fastHeader, []byte, error) {
+	var hb [fastHeaderLen]byte
+	var h fastHeader
+	if err := readHeader(sc.r, hb[:], &h); err != nil {
+		return h, nil, err
+	}
+	body := make([]byte, h.bodyLen)
+	if _, err := io.ReadFull(sc.r, body); err != nil {
+		return h, nil, err
+	}
+	return h, body, nil
 }
 
 func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte) {
@@ -120,15 +147,27 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 	sc.reply(resp, data)
 }
 
-// reply writes one response frame; a failed write closes the connection.
+// reply writes one response frame, in one write: small ones from a buffer
+// the connection reuses, larger ones as a header and the data (writev).
 func (sc *fastServerConn) reply(h fastHeader, data []byte) {
 	h.bodyLen = uint32(len(data))
-	var hb [fastHeaderLen]byte
-	h.put(hb[:])
-	bufs := net.Buffers{hb[:], data}
 	sc.wmu.Lock()
-	_, err := bufs.WriteTo(sc.c)
-	sc.wmu.Unlock()
+	defer sc.wmu.Unlock()
+	var err error
+	if n := fastHeaderLen + len(data); len(data) <= fastInline {
+		if cap(sc.wbuf) < n {
+			sc.wbuf = make([]byte, n)
+		}
+		b := sc.wbuf[:n]
+		h.put(b)
+		copy(b[fastHeaderLen:], data)
+		_, err = sc.c.Write(b)
+	} else {
+		hb := make([]byte, fastHeaderLen)
+		h.put(hb)
+		bufs := net.Buffers{hb, data}
+		_, err = bufs.WriteTo(sc.c)
+	}
 	if err != nil {
 		sc.c.Close()
 	}
