@@ -40,6 +40,11 @@ type Session = session.Session
 // 503 for both.
 var ErrUnavailable = loader.ErrUnavailable
 
+// ErrTooLarge is what a commit fails with when the sealed session is larger
+// than the 16 MiB a handler may store (shared.MaxRecordSize). The record is
+// never sent; the error handler answers.
+var ErrTooLarge = shared.ErrTooLarge
+
 // Host owns a loaded session handler and the session manager around it.
 type Host struct {
 	cfg     config.Config
@@ -198,6 +203,9 @@ type HandlerInfo struct {
 	PID     int    `json:"pid"`
 	Path    string `json:"path,omitempty"`
 	BuiltIn bool   `json:"built_in"`
+	// Transport is how the host reaches the handler: "fast" (the private
+	// socket Go handlers offer), "grpc" or "in-process" (a built-in).
+	Transport string `json:"transport"`
 }
 
 // Health asks the handler what it is and whether its store is usable. It
@@ -209,7 +217,7 @@ func (h *Host) Health(ctx context.Context) (HandlerInfo, error) {
 	if err != nil {
 		return hi, err
 	}
-	hi.Version, hi.PID = info.Version, info.PID
+	hi.Version, hi.PID, hi.Transport = info.Version, info.PID, h.handler.Transport()
 	if err := h.handler.Health(ctx); err != nil {
 		return hi, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/sdk"
+	"github.com/tina4go/sessions/shared"
 )
 
 // recorder is an in-process handler that records every call it gets.
@@ -248,4 +249,37 @@ func TestFromRequestOutsideWrapPanics(t *testing.T) {
 		}
 	}()
 	FromRequest(httptest.NewRequest("GET", "/", nil))
+}
+
+func TestATooLargeSessionIsNeverSent(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}}
+	dir := t.TempDir()
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_SESSION_HANDLER=Recorder", "TINA4_PLUGIN_DIR=" + dir, "TINA4_SECRET=host-test-secret-0123456789abcdef",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	h, err := Open(context.Background(), WithConfig(cfg), WithHandler("Recorder", "test", rec),
+		WithLogger(slog.New(slog.DiscardHandler)),
+		WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
+			got <- err
+			w.WriteHeader(http.StatusInsufficientStorage)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(h.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		FromRequest(r).Set("blob", strings.Repeat("x", shared.MaxRecordSize))
+	})))
+	defer srv.Close()
+	resp, _ := do(t, client(t), "POST", srv.URL)
+	if err := <-got; !errors.Is(err, ErrTooLarge) || resp.StatusCode != http.StatusInsufficientStorage {
+		t.Fatalf("want the error handler to get ErrTooLarge, got %v (status %d)", err, resp.StatusCode)
+	}
+	if ops := rec.ops(); len(ops) != 0 {
+		t.Errorf("a too-large session must never reach the handler, it saw %v", ops)
+	}
 }

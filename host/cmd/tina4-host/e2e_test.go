@@ -536,17 +536,23 @@ func TestPluginsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("plugins: %v\n%s", err, out)
 	}
-	for _, want := range []string{"SessionFileHandler", "sha256:", "usable: yes", "version=", filepath.Join(pluginsDir, "SessionFileHandler")} {
+	for _, want := range []string{"SessionFileHandler", "sha256:", "usable: yes", "version=", filepath.Join(pluginsDir, "SessionFileHandler"), "transport: fast"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("`plugins` output lacks %q:\n%s", want, out)
 		}
+	}
+	cmd = exec.Command(hostBin, "plugins")
+	cmd.Env = append(env, "TINA4_PLUGIN_TRANSPORT=grpc")
+	cmd.Dir = t.TempDir()
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "transport: grpc") || strings.Contains(string(out), "transport: fast") {
+		t.Errorf("`plugins` with TINA4_PLUGIN_TRANSPORT=grpc should report gRPC for every handler, got %v:\n%s", err, out)
 	}
 	cmd = exec.Command(hostBin, "plugins", "verify", "SessionFileHandler")
 	cmd.Env = env
 	cmd.Dir = t.TempDir()
 	out, err = cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "PASS SessionFileHandler") {
-		t.Fatalf("plugins verify: want PASS, got %v\n%s", err, out)
+	if err != nil || !strings.Contains(string(out), "PASS SessionFileHandler") || !strings.Contains(string(out), "ok   transport: fast") {
+		t.Fatalf("plugins verify: want PASS over the fast transport, got %v\n%s", err, out)
 	}
 	cmd = exec.Command(hostBin, "plugins", "verify", "Nope")
 	cmd.Env = env
@@ -561,7 +567,7 @@ func TestBuiltInServesWithoutBinaries(t *testing.T) {
 	empty := filepath.Join(t.TempDir(), "no-plugins")
 	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + empty}})
 	code, m := s.health(t)
-	if code != 200 || m["built_in"] != true || int(m["pid"].(float64)) != s.cmd.Process.Pid {
+	if code != 200 || m["built_in"] != true || m["transport"] != "in-process" || int(m["pid"].(float64)) != s.cmd.Process.Pid {
 		t.Fatalf("with no binaries the built-in file handler should serve in process, got %d %v", code, m)
 	}
 	c := newClient(t)

@@ -37,12 +37,12 @@ func TestWritingAHandlerTutorial(t *testing.T) {
 	verify := exec.Command(hostBin, "plugins", "verify", "SessionMemoryHandler")
 	verify.Env = append(baseEnv(), "TINA4_PLUGIN_DIR="+plugins)
 	verify.Dir = t.TempDir()
-	if out, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS SessionMemoryHandler") {
+	if out, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS SessionMemoryHandler") || !strings.Contains(string(out), "transport: fast") {
 		t.Fatalf("tina4-host plugins verify SessionMemoryHandler: %v\n%s", err, out)
 	}
 
 	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + plugins, "TINA4_SESSION_HANDLER=SessionMemoryHandler"}})
-	if code, m := s.health(t); code != 200 || m["handler"] != "SessionMemoryHandler" || m["built_in"] != false {
+	if code, m := s.health(t); code != 200 || m["handler"] != "SessionMemoryHandler" || m["built_in"] != false || m["transport"] != "fast" {
 		t.Fatalf("healthz should report the example handler as a plugin, got %d %v", code, m)
 	}
 	c := newClient(t)

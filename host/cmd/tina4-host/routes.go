@@ -97,7 +97,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "handler": info.Name, "error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "handler": info.Name, "version": info.Version, "pid": info.PID, "built_in": info.BuiltIn})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "handler": info.Name, "version": info.Version, "pid": info.PID, "built_in": info.BuiltIn, "transport": info.Transport})
 }
 
 type row struct{ Key, Value string }
