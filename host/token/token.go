@@ -56,6 +56,10 @@ var validMethods = []string{jwt.SigningMethodHS256.Alg()}
 type Codec struct {
 	macKey []byte      // HS256 key
 	aead   cipher.AEAD // AES-256-GCM; random 96-bit nonce prepended to the ciphertext
+	// parser checks the algorithm (HS256 only), the signature and the
+	// encoding; Open checks the expiry itself against its own now, so one
+	// parser serves every call.
+	parser *jwt.Parser
 }
 
 // New derives two independent 32-byte keys from secret with HKDF-SHA256: one
@@ -84,7 +88,8 @@ func New(secret []byte) (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session encryption key: %w", err)
 	}
-	return &Codec{macKey: macKey, aead: aead}, nil
+	parser := jwt.NewParser(jwt.WithValidMethods(validMethods), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
+	return &Codec{macKey: macKey, aead: aead, parser: parser}, nil
 }
 
 // claims is the token body. Times are whole Unix seconds, independent of
@@ -164,23 +169,17 @@ func (c *Codec) Open(id string, token []byte, now time.Time) (values []byte, exp
 		return nil, time.Time{}, fmt.Errorf("%w: empty session id", ErrInvalid)
 	}
 	var cl claims
-	p := jwt.NewParser(
-		jwt.WithValidMethods(validMethods),
-		jwt.WithExpirationRequired(),
-		jwt.WithStrictDecoding(),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-	)
-	_, err = p.ParseWithClaims(string(token), &cl, c.key)
-	if err != nil {
-		// The parser checks the signature before the claims, so an expired
-		// error means the token is genuine. It must still be this session's.
-		if errors.Is(err, jwt.ErrTokenExpired) && cl.SID == id {
-			return nil, time.Time{}, fmt.Errorf("%w at %s", ErrExpired, time.Unix(cl.EXP, 0).UTC().Format(time.RFC3339))
-		}
+	if _, err = c.parser.ParseWithClaims(string(token), &cl, c.key); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if cl.SID != id {
+	// The signature is good, so the claims are the host's own.
+	switch {
+	case cl.EXP == 0:
+		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)
+	case cl.SID != id:
 		return nil, time.Time{}, fmt.Errorf("%w: sealed for another session id", ErrInvalid)
+	case !now.Before(time.Unix(cl.EXP, 0)):
+		return nil, time.Time{}, fmt.Errorf("%w at %s", ErrExpired, time.Unix(cl.EXP, 0).UTC().Format(time.RFC3339))
 	}
 	buf, err := base64.RawURLEncoding.Strict().DecodeString(cl.Dat)
 	if err != nil {
