@@ -7,15 +7,26 @@
 // string:
 //
 //	key:    Prefix + id            (for example tina4:session:<43-char id>)
-//	value:  the token, byte for byte
-//	expiry: the record's Expires   (SET key token PXAT <Unix ms>)
+//	value:  "\x00t4\x01"           4-byte magic
+//	        + Expires              8 bytes, big-endian Unix milliseconds, rounded up
+//	        + the token            byte for byte
+//	expiry: the same millisecond   (SET key value PXAT <Unix ms>)
 //
-// Redis removes expired sessions by itself. Load reads the value and its
-// expiry in one round trip and one atomic step (MULTI, GET, PEXPIRETIME,
-// EXEC), so Expires comes back to the millisecond as it was saved. On a
-// Redis older than 7.0, which lacks PEXPIRETIME, Load switches to PTTL and
-// Expires is then exact to within the round trip. SET ... PXAT needs Redis
-// 6.2 or newer.
+// Redis removes expired sessions by itself. Load is one GET: one round trip
+// and one command, since the value carries its own expiry; Expires comes
+// back to the millisecond as it was saved, and Load reports a record whose
+// Expires has passed as not found even if Redis still holds the key. A host
+// token is a JWT and never starts with a NUL byte, so the magic cannot be
+// mistaken for the start of a token. SET ... PXAT needs Redis 6.2 or newer.
+//
+// A value without the magic was written by an earlier version of this
+// handler (the bare token, expiry only on the key). Load still reads it, in
+// one more round trip: MULTI, GET, PEXPIRETIME, EXEC, or PTTL in place of
+// PEXPIRETIME on a Redis older than 7.0, which lacks it (Expires is then
+// exact to within the round trip). The next Save rewrites the session in the
+// current format. A value with the magic but shorter than its 12-byte header
+// was not written by this handler; Load logs a warning and reports it as not
+// found, like a key of another type.
 //
 // The package is importable so a host can run the handler in process;
 // cmd/SessionRedisHandler wraps it into a plugin binary with sdk.Serve.
@@ -23,6 +34,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,16 +146,28 @@ func describe(u *redis.UniversalOptions) string {
 	}
 }
 
+// Stored value layout: valueMagic, then Expires as big-endian Unix
+// milliseconds, then the token. See the package documentation.
+const (
+	valueMagic  = "\x00t4\x01"
+	valueHeader = len(valueMagic) + 8
+)
+
 // Load returns the record stored under id.
 //
 // It returns sdk.ErrNotFound when there is no key for id (never saved,
 // closed, or expired and removed by Redis), and also when the key holds
-// something this handler never writes (not a string, or a string without an
-// expiry); those are logged as warnings and left for the next Save to
+// something this handler never writes (not a string, a value with the magic
+// but too short to hold an expiry, or a value without the magic and without
+// an expiry); those are logged as warnings and left for the next Save to
 // replace. It returns an error wrapping sdk.ErrInvalidID for an id that is
 // not a session id, without asking Redis; ctx.Err() when ctx is already
 // done; and an error naming Redis and its address when Redis cannot be
 // asked.
+//
+// Load sends one GET. Only for a value written by an earlier version of
+// this handler, without the magic, it then reads the value and the key's
+// expiry again in one MULTI/EXEC (see the package documentation).
 func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.Record{}, err
@@ -152,11 +176,51 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 	if err != nil {
 		return sdk.Record{}, err
 	}
-	return h.load(ctx, id, key)
+	v, err := h.client.Get(ctx, key).Bytes()
+	switch {
+	// Compared, not errors.Is: a failed connection or handshake may wrap
+	// redis.Nil (a Sentinel that does not know the master answers
+	// get-master-addr-by-name with a null), and that is not "no such key".
+	// GET's own null reply is redis.Nil itself.
+	case err == redis.Nil:
+		return sdk.Record{}, sdk.ErrNotFound
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		h.warnNotString(id)
+		return sdk.Record{}, sdk.ErrNotFound
+	case err != nil:
+		return sdk.Record{}, h.fail(ctx, "load session "+shortID(id), err)
+	}
+	if !hasMagic(v) {
+		return h.loadLegacy(ctx, id, key)
+	}
+	return h.decode(id, v, time.Now())
 }
 
-// load reads key's value and expiry in one MULTI/EXEC.
-func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) {
+// hasMagic reports whether v starts with valueMagic.
+func hasMagic(v []byte) bool {
+	return len(v) >= len(valueMagic) && string(v[:len(valueMagic)]) == valueMagic
+}
+
+// decode returns the record in v, a value starting with valueMagic. Data is
+// a sub-slice of v, so v must not be used afterwards.
+func (h *Handler) decode(id string, v []byte, now time.Time) (sdk.Record, error) {
+	if len(v) < valueHeader {
+		h.log.Warn("session value in redis is too short to hold an expiry, so this handler did not write it; treating the session as not found",
+			"redis", h.where, "session", shortID(id), "bytes", len(v))
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	expires := time.UnixMilli(int64(binary.BigEndian.Uint64(v[len(valueMagic):valueHeader])))
+	if !now.Before(expires) {
+		// Redis still had it, but by this process's clock it has expired.
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	return sdk.Record{Data: v[valueHeader:len(v):len(v)], Expires: expires}, nil
+}
+
+// loadLegacy reads key's value and expiry in one MULTI/EXEC, for a value
+// written by an earlier version of this handler: the bare token, with the
+// expiry only on the key.
+func (h *Handler) loadLegacy(ctx context.Context, id, key string) (sdk.Record, error) {
 	usePTTL := h.pttl.Load()
 	var get *redis.StringCmd
 	var exp *redis.DurationCmd
@@ -172,8 +236,8 @@ func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) 
 	now := time.Now()
 	if !usePTTL && redis.HasErrorPrefix(exp.Err(), "unknown command") {
 		h.pttl.Store(true)
-		h.log.Info("redis has no PEXPIRETIME (added in Redis 7.0); reading expiries with PTTL instead", "redis", h.where)
-		return h.load(ctx, id, key)
+		h.log.Info("redis has no PEXPIRETIME (added in Redis 7.0); reading expiries of sessions saved by an earlier version of this handler with PTTL instead", "redis", h.where)
+		return h.loadLegacy(ctx, id, key)
 	}
 
 	err := get.Err()
@@ -192,14 +256,18 @@ func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) 
 	case errors.Is(err, redis.Nil) && !fromTx:
 		return sdk.Record{}, sdk.ErrNotFound
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		h.log.Warn("session key in redis is not a string; treating the session as not found",
-			"redis", h.where, "session", shortID(id))
+		h.warnNotString(id)
 		return sdk.Record{}, sdk.ErrNotFound
 	case err != nil:
 		return sdk.Record{}, h.fail(ctx, "load session "+shortID(id), err)
 	}
 	if err := exp.Err(); err != nil {
 		return sdk.Record{}, h.fail(ctx, "load session "+shortID(id), err)
+	}
+	data, _ := get.Bytes()
+	if hasMagic(data) {
+		// A Save in the current format replaced the value since the GET.
+		return h.decode(id, data, now)
 	}
 
 	var expires time.Time
@@ -219,15 +287,21 @@ func (h *Handler) load(ctx context.Context, id, key string) (sdk.Record, error) 
 		// Redis still had it, but by this process's clock it has expired.
 		return sdk.Record{}, sdk.ErrNotFound
 	}
-	data, _ := get.Bytes()
 	return sdk.Record{Data: data, Expires: expires}, nil
 }
 
-// Save stores r under id with SET key data PXAT <r.Expires in Unix ms>,
-// replacing whatever the key held; Redis applies it atomically and removes
-// the key once r.Expires has passed. A record whose Expires is not in the
-// future is not stored: Save deletes the key instead, so an older record
-// cannot be loaded either.
+// warnNotString logs that id's key is not a string.
+func (h *Handler) warnNotString(id string) {
+	h.log.Warn("session key in redis is not a string; treating the session as not found",
+		"redis", h.where, "session", shortID(id))
+}
+
+// Save stores r under id with SET key value PXAT <r.Expires in Unix ms>,
+// where value is the magic, r.Expires and r.Data (see the package
+// documentation), replacing whatever the key held; Redis applies it
+// atomically and removes the key once r.Expires has passed. A record whose
+// Expires is not in the future is not stored: Save deletes the key instead,
+// so an older record cannot be loaded either.
 //
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
 // session id, without asking Redis; ctx.Err() when ctx is already done; and
@@ -247,13 +321,13 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 		}
 		return nil
 	}
-	data := r.Data
-	if data == nil {
-		data = []byte{}
-	}
 	// Round up to Redis's millisecond so the key never expires before r.Expires.
 	pxat := (r.Expires.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
-	cmd := redis.NewStatusCmd(ctx, "set", key, data, "pxat", pxat)
+	value := make([]byte, valueHeader+len(r.Data))
+	copy(value, valueMagic)
+	binary.BigEndian.PutUint64(value[len(valueMagic):], uint64(pxat))
+	copy(value[valueHeader:], r.Data)
+	cmd := redis.NewStatusCmd(ctx, "set", key, value, "pxat", pxat)
 	if err := h.client.Process(ctx, cmd); err != nil {
 		return h.fail(ctx, "save session "+shortID(id), err)
 	}

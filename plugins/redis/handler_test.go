@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -53,7 +54,7 @@ func TestSaveThenLoadReturnsTheSameRecord(t *testing.T) {
 	}
 }
 
-func TestSaveStoresTheTokenAsIsUnderPrefixPlusID(t *testing.T) {
+func TestSaveStoresMagicExpiryAndTokenUnderPrefixPlusID(t *testing.T) {
 	for _, prefix := range []string{"", "myapp:sess:"} {
 		t.Run(fmt.Sprintf("prefix %q", prefix), func(t *testing.T) {
 			srv := redistest.Start(t)
@@ -75,13 +76,126 @@ func TestSaveStoresTheTokenAsIsUnderPrefixPlusID(t *testing.T) {
 			if !slices.Equal(keys, []string{want + id}) {
 				t.Fatalf("keys in Redis: want only %q, got %q", want+id, keys)
 			}
-			if got, err := srv.Client().Get(ctx, want+id).Result(); err != nil || got != "sealed\x00token" {
-				t.Errorf("GET %s: want the token byte for byte, got %q, %v", want+id, got, err)
+			// "\x00t4\x01", Expires as 8 big-endian bytes of Unix ms, the token byte for byte.
+			ms := expires.UnixMilli()
+			wantValue := "\x00t4\x01" + string([]byte{byte(ms >> 56), byte(ms >> 48), byte(ms >> 40), byte(ms >> 32), byte(ms >> 24), byte(ms >> 16), byte(ms >> 8), byte(ms)}) + "sealed\x00token"
+			if wantValue != storedValue("sealed\x00token", expires) {
+				t.Fatalf("storedValue disagrees with the layout spelt out here")
+			}
+			if got, err := srv.Client().Get(ctx, want+id).Result(); err != nil || got != wantValue {
+				t.Errorf("GET %s: want magic + expiry + token %q, got %q, %v", want+id, wantValue, got, err)
 			}
 			if got, err := srv.Client().PExpireTime(ctx, want+id).Result(); err != nil || got != time.Duration(expires.UnixMilli())*time.Millisecond {
 				t.Errorf("PEXPIRETIME: want %d (Expires in Unix ms), got %d, %v", expires.UnixMilli(), got.Milliseconds(), err)
 			}
 		})
+	}
+}
+
+func TestSaveRoundsExpiresUpToTheMillisecond(t *testing.T) {
+	h, srv, _ := startHandler(t)
+	ctx := context.Background()
+	id := randomID(t)
+	// 1ns past a millisecond: the value and the key both say the next one.
+	expires := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli()).Add(time.Nanosecond)
+	ceil := time.UnixMilli(expires.UnixMilli() + 1)
+	if err := h.Save(ctx, id, sdk.Record{Data: []byte("t"), Expires: expires}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := srv.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || got != storedValue("t", ceil) {
+		t.Errorf("GET: want %q, got %q, %v", storedValue("t", ceil), got, err)
+	}
+	if got, err := srv.Client().PExpireTime(ctx, DefaultPrefix+id).Result(); err != nil || got.Milliseconds() != ceil.UnixMilli() {
+		t.Errorf("PEXPIRETIME: want %d, got %d, %v", ceil.UnixMilli(), got.Milliseconds(), err)
+	}
+	if got, err := h.Load(ctx, id); err != nil || !got.Expires.Equal(ceil) {
+		t.Errorf("Load: want Expires %v, got %v, %v", ceil, got.Expires, err)
+	}
+}
+
+func TestLoadIsOneGET(t *testing.T) {
+	h, srv, _ := startHandler(t)
+	ctx := context.Background()
+	id := randomID(t)
+	if err := h.Save(ctx, id, sdk.Record{Data: []byte("token"), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client().ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got, err := h.Load(ctx, id); err != nil || string(got.Data) != "token" {
+			t.Fatalf("Load: want %q, got %q, %v", "token", got.Data, err)
+		}
+	}
+	if _, err := h.Load(ctx, randomID(t)); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("Load of an id never saved: want sdk.ErrNotFound, got %v", err)
+	}
+	stats := commandStats(t, srv)
+	delete(stats, "config|resetstat") // the CONFIG RESETSTAT above
+	if want := map[string]string{"get": "4"}; !maps.Equal(stats, want) {
+		t.Errorf("INFO commandstats after 4 Loads: want only %v calls, got %v", want, stats)
+	}
+}
+
+func TestLoadReadsValuesSavedByTheEarlierFormat(t *testing.T) {
+	h, srv, logs := startHandler(t)
+	ctx := context.Background()
+	c := srv.Client()
+	id := randomID(t)
+	// What the previous version of Save wrote: the bare token, expiry on the key.
+	expires := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli() + 7)
+	token := "eyJhbGciOiJIUzI1NiJ9.legacy.token"
+	if err := c.Do(ctx, "SET", DefaultPrefix+id, token, "PXAT", expires.UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	logged := len(logs.String())
+	for range 2 {
+		got, err := h.Load(ctx, id)
+		if err != nil || string(got.Data) != token || !got.Expires.Equal(expires) {
+			t.Fatalf("Load of a legacy value: want %q expiring %v, got %q expiring %v, %v", token, expires, got.Data, got.Expires, err)
+		}
+	}
+	if more := logs.String()[logged:]; more != "" {
+		t.Errorf("Load of a legacy value: want nothing logged, got %q", more)
+	}
+
+	// An expired legacy value is not found.
+	if err := c.Do(ctx, "SET", DefaultPrefix+id, token, "PXAT", time.Now().Add(50*time.Millisecond).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, err := h.Load(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("Load of an expired legacy value: want sdk.ErrNotFound, got %v", err)
+	}
+
+	// The next Save rewrites it in the current format.
+	if err := c.Do(ctx, "SET", DefaultPrefix+id, token, "PXAT", expires.UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	later := expires.Add(time.Minute)
+	if err := h.Save(ctx, id, sdk.Record{Data: []byte(token), Expires: later}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, DefaultPrefix+id).Result(); err != nil || v != storedValue(token, later) {
+		t.Errorf("GET after Save over a legacy value: want %q, got %q, %v", storedValue(token, later), v, err)
+	}
+	if got, err := h.Load(ctx, id); err != nil || string(got.Data) != token || !got.Expires.Equal(later) {
+		t.Errorf("Load after Save over a legacy value: want %q expiring %v, got %q expiring %v, %v", token, later, got.Data, got.Expires, err)
+	}
+}
+
+func TestLoadTrustsTheExpiryInTheValue(t *testing.T) {
+	h, srv, _ := startHandler(t)
+	ctx := context.Background()
+	id := randomID(t)
+	// The value says it expired a second ago; the key would live an hour.
+	past := time.Now().Add(-time.Second)
+	if err := srv.Client().Set(ctx, DefaultPrefix+id, storedValue("token", past), time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Load(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("Load of a value whose own expiry has passed: want sdk.ErrNotFound, got %v", err)
 	}
 }
 
@@ -312,22 +426,52 @@ func TestLoadTreatsKeysItDidNotWriteAsNotFound(t *testing.T) {
 	}
 }
 
+func TestLoadTreatsAShortValueWithTheMagicAsNotFound(t *testing.T) {
+	h, srv, logs := startHandler(t)
+	ctx := context.Background()
+	for _, v := range []string{"\x00t4\x01", "\x00t4\x01\x00\x00\x01\x90\x00\x00\x00"} {
+		id := randomID(t)
+		if err := srv.Client().Set(ctx, DefaultPrefix+id, v, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Load(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Load of %q (magic, %d bytes): want sdk.ErrNotFound, got %v", v, len(v), err)
+		}
+		if strings.Contains(logs.String(), id) {
+			t.Errorf("log must not contain a whole session id, got %q", logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "too short to hold an expiry"); n != 2 {
+		t.Errorf("log: want 2 warnings saying the value is too short, got %d in %q", n, logs.String())
+	}
+}
+
 func TestLoadFallsBackToPTTLWithoutPEXPIRETIME(t *testing.T) {
 	// Redis before 7.0 has no PEXPIRETIME; renaming it away looks the same.
-	h, _, logs := startHandler(t, "--rename-command", "PEXPIRETIME", "")
+	// Only values in the earlier format need it.
+	h, srv, logs := startHandler(t, "--rename-command", "PEXPIRETIME", "")
 	ctx := context.Background()
 	for range 2 {
 		id := randomID(t)
 		expires := time.Now().Add(time.Hour)
-		if err := h.Save(ctx, id, sdk.Record{Data: []byte("token"), Expires: expires}); err != nil {
+		if err := srv.Client().Do(ctx, "SET", DefaultPrefix+id, "token", "PXAT", expires.UnixMilli()).Err(); err != nil {
 			t.Fatal(err)
 		}
 		got, err := h.Load(ctx, id)
 		if err != nil {
-			t.Fatalf("Load from a Redis without PEXPIRETIME: want the record, got %v", err)
+			t.Fatalf("Load of a legacy value from a Redis without PEXPIRETIME: want the record, got %v", err)
 		}
 		if d := got.Expires.Sub(expires); string(got.Data) != "token" || d < -time.Second || d > time.Second {
 			t.Errorf("Load: want %q expiring about %v, got %q expiring %v", "token", expires, got.Data, got.Expires)
+		}
+		// Values in the current format need neither.
+		id = randomID(t)
+		expires = expires.Truncate(time.Millisecond)
+		if err := h.Save(ctx, id, sdk.Record{Data: []byte("new"), Expires: expires}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Load(ctx, id); err != nil || string(got.Data) != "new" || !got.Expires.Equal(expires) {
+			t.Errorf("Load: want %q expiring %v, got %q expiring %v, %v", "new", expires, got.Data, got.Expires, err)
 		}
 	}
 	if n := strings.Count(logs.String(), "PTTL"); n != 1 {
@@ -435,4 +579,25 @@ func TestStopClosesTheClient(t *testing.T) {
 	if err == nil || errors.Is(err, sdk.ErrNotFound) || !strings.Contains(err.Error(), "stopped") {
 		t.Errorf("Load after Stop: want an error saying the handler was stopped, got %v", err)
 	}
+}
+
+// commandStats returns, from INFO commandstats, how often each command was
+// called since the last CONFIG RESETSTAT, by lower-case name.
+func commandStats(t *testing.T, srv *redistest.Server) map[string]string {
+	t.Helper()
+	info, err := srv.Client().Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := map[string]string{}
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		stats[name] = calls
+	}
+	return stats
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -48,6 +50,21 @@ func randomID(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// storedValue is what Save writes to Redis for token expiring at expires:
+// the magic "\x00t4\x01", expires rounded up to the millisecond as 8
+// big-endian bytes of Unix milliseconds, then the token. It is spelt out
+// here, not built from the handler's constants, so a change of the format
+// shows up as a failing test.
+func storedValue(token string, expires time.Time) string {
+	ms := expires.UnixMilli()
+	if expires.Nanosecond()%int(time.Millisecond) != 0 {
+		ms++
+	}
+	var be [8]byte
+	binary.BigEndian.PutUint64(be[:], uint64(ms))
+	return "\x00t4\x01" + string(be[:]) + token
 }
 
 // env is a getenv over a map.

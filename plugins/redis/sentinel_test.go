@@ -59,10 +59,11 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("Load: want %q expiring %v, got %q expiring %v, %v", rec.Data, rec.Expires, got.Data, got.Expires, err)
 	}
 	// The key is on the master, and replicated.
-	if v, err := master.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || v != "sealed token" {
-		t.Errorf("GET on the master %s: want the token, got %q, %v", master.Addr(), v, err)
+	want := storedValue("sealed token", rec.Expires)
+	if v, err := master.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || v != want {
+		t.Errorf("GET on the master %s: want magic + expiry + token %q, got %q, %v", master.Addr(), want, v, err)
 	}
-	waitReplicated(t, replica, DefaultPrefix+id, "sealed token")
+	waitReplicated(t, replica, DefaultPrefix+id, want)
 
 	if err := h.Close(ctx, id); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -129,7 +130,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	// Replication is asynchronous: kill the master only once the replica
 	// has the session, or the failover would rightly lose it.
-	waitReplicated(t, replica, DefaultPrefix+before, string(rec.Data))
+	waitReplicated(t, replica, DefaultPrefix+before, storedValue(string(rec.Data), rec.Expires))
 
 	killed := time.Now()
 	master.Kill()
@@ -158,11 +159,12 @@ func TestSentinelFailover(t *testing.T) {
 	t.Logf("Load works again %s after the kill, at attempt %d", time.Since(killed), attempts)
 
 	after := randomID(t)
-	if err := h.Save(ctx, after, sdk.Record{Data: []byte("saved after the failover"), Expires: time.Now().Add(time.Hour)}); err != nil {
+	afterRec := sdk.Record{Data: []byte("saved after the failover"), Expires: time.Now().Add(time.Hour)}
+	if err := h.Save(ctx, after, afterRec); err != nil {
 		t.Fatalf("Save after the failover: %v", err)
 	}
-	if v, err := replica.Client().Get(ctx, DefaultPrefix+after).Result(); err != nil || v != "saved after the failover" {
-		t.Errorf("GET on the new master %s: want the token saved after the failover, got %q, %v", replica.Addr(), v, err)
+	if v, err := replica.Client().Get(ctx, DefaultPrefix+after).Result(); err != nil || v != storedValue(string(afterRec.Data), afterRec.Expires) {
+		t.Errorf("GET on the new master %s: want the value saved after the failover, got %q, %v", replica.Addr(), v, err)
 	}
 	if got, err := h.Load(ctx, after); err != nil || string(got.Data) != "saved after the failover" {
 		t.Errorf("Load after the failover: want the new token, got %q, %v", got.Data, err)
