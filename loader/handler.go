@@ -140,6 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h.cur = in
+	go h.notice(in)
 	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version, "transport", in.transport)
 	go h.supervise()
 	return h, nil
@@ -259,6 +260,16 @@ func transportFailure(err error) bool {
 	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.Canceled && !errors.Is(err, context.Canceled))
 }
 
+// notice wakes the supervisor as soon as in's process exits, so calls stop
+// going to it and it is relaunched without waiting for the next tick.
+func (h *Handler) notice(in *instance) {
+	select {
+	case <-in.gone:
+		h.poke()
+	case <-h.stop:
+	}
+}
+
 func (h *Handler) poke() {
 	select {
 	case h.dead <- struct{}{}:
@@ -266,13 +277,17 @@ func (h *Handler) poke() {
 	}
 }
 
-// Info asks the handler what it is.
+// Info asks the handler what it is. PID is the process id as the host sees
+// it (inside its PID namespace a plugin is process 1).
 func (h *Handler) Info(ctx context.Context) (shared.Info, error) {
 	var info shared.Info
 	err := h.call(ctx, "Info", func(ctx context.Context, s shared.Store) (err error) {
 		info, err = s.Info(ctx)
 		return err
 	})
+	if err == nil && h.path != "" {
+		info.PID = h.PID()
+	}
 	return info, err
 }
 

@@ -21,7 +21,9 @@ import (
 // built-in handler (client == nil).
 type instance struct {
 	client    *plugin.Client
-	cleanup   func() // removes a private copy of the binary, if one was made
+	cmd       *exec.Cmd
+	gone      chan struct{} // closed as soon as the plugin process exits
+	cleanup   func()        // removes a private copy of the binary, if one was made
 	store     shared.Store
 	info      shared.Info
 	transport string // TransportFast, TransportGRPC or TransportInProcess
@@ -31,15 +33,53 @@ type instance struct {
 	started   time.Time
 }
 
-func (in *instance) exited() bool { return in.client != nil && in.client.Exited() }
+func (in *instance) exited() bool {
+	if in.client == nil {
+		return false
+	}
+	select {
+	case <-in.gone:
+		return true
+	default:
+		return in.client.Exited()
+	}
+}
 
-// kill stops the plugin process, or releases a built-in handler that can be stopped.
+// stopTimeout bounds a graceful stop; then the plugin and everything in its
+// process group is killed.
+const stopTimeout = 5 * time.Second
+
+// kill stops the plugin process and everything it started, or releases a
+// built-in handler that can be stopped. Every step has a time limit: a
+// plugin whose children hold its output pipes (go-plugin waits for those to
+// close) cannot stall it.
 func (in *instance) kill() {
 	if in.client != nil {
 		if in.fast != nil {
 			in.fast.Shutdown()
 		}
-		in.client.Kill()
+		done := make(chan struct{})
+		go func() {
+			in.client.Kill() // graceful, then SIGKILL after 2s; waits for the pipes
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-in.gone:
+			// The plugin is gone; whatever still holds its pipes is in its
+			// process group (or was killed with its PID namespace).
+		case <-time.After(stopTimeout):
+		}
+		killGroup(in.cmd)
+		if in.cmd.Process != nil {
+			in.cmd.Process.Kill()
+		}
+		select {
+		case <-done:
+		case <-time.After(stopTimeout):
+			// Something outside the group holds the pipes; go-plugin's
+			// goroutines are left to finish when it lets go.
+		}
 		if in.cleanup != nil {
 			in.cleanup()
 		}
@@ -54,8 +94,22 @@ func (in *instance) kill() {
 }
 
 // launch starts the plugin binary at path and checks that it is the handler
-// called name.
+// called name. It starts it in a PID namespace of its own where the kernel
+// allows that, and says once in the log when it does not.
 func launch(ctx context.Context, path, name string, cfg Config) (*instance, error) {
+	isolate := !noPIDNamespace.Load()
+	in, err := launchOnce(ctx, path, name, cfg, isolate)
+	if err != nil && isolate && namespaceRefused(err) {
+		if !noPIDNamespace.Swap(true) {
+			cfg.Logger.Warn("cannot start session handlers in a PID namespace of their own; processes a handler starts may outlive it if the host is killed",
+				"handler", name, "error", err.Error())
+		}
+		return launchOnce(ctx, path, name, cfg, false)
+	}
+	return in, err
+}
+
+func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool) (*instance, error) {
 	want, err := pinnedSum(Config{Name: name, Dir: cfg.Dir, SHA256: cfg.SHA256, SumsFile: cfg.SumsFile})
 	if err != nil {
 		return nil, err
@@ -86,7 +140,7 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	// A plugin that leaves children holding its stdout/stderr must not
 	// keep the host waiting once the plugin itself has exited.
 	cmd.WaitDelay = time.Second
-	dieWithHost(cmd)
+	setProcAttr(cmd, isolate)
 	tail := newTailBuffer(20)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
@@ -139,7 +193,11 @@ func launch(ctx context.Context, path, name string, cfg Config) (*instance, erro
 	if info.Name != name {
 		return fail(fmt.Errorf("binary reports its name as %q, not %q; rename the file to match the handler it holds", info.Name, name))
 	}
-	in := &instance{client: client, cleanup: cleanup, store: store, transport: TransportGRPC, stderr: tail, started: time.Now()}
+	// The host's view of the process: inside its PID namespace the plugin
+	// is process 1.
+	info.PID = cmd.Process.Pid
+	in := &instance{client: client, cmd: cmd, gone: make(chan struct{}), cleanup: cleanup, store: store, transport: TransportGRPC, stderr: tail, started: time.Now()}
+	go watchExit(cmd.Process.Pid, in.gone)
 	if fast := useFast(ictx, info, fastDir, cfg.CallTimeout, store, cfg.Logger.With("handler", name)); fast != nil {
 		in.store, in.fast, in.transport = fast, fast, TransportFast
 	}

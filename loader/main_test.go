@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 		"Hang":               "github.com/tina4go/sessions/loader/testdata/hang",
 		"misbehave":          "github.com/tina4go/sessions/loader/testdata/misbehave",
 		"probe":              "github.com/tina4go/sessions/loader/testdata/probe",
+		"Spawner":            "github.com/tina4go/sessions/loader/testdata/spawner",
 	}
 	for name, pkg := range builds {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()

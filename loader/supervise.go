@@ -37,7 +37,9 @@ func (h *Handler) supervise() {
 			h.cur = nil
 			h.lastErr = errors.New("the plugin process exited")
 			h.mu.Unlock()
-			in.kill()
+			// Reap the old process and whatever it left behind without
+			// holding up the relaunch (kill's steps are time-limited).
+			go in.kill()
 			h.cfg.Logger.Error("session handler exited; restarting", "handler", h.cfg.Name, "pid", in.info.PID,
 				"uptime", time.Since(in.started).Round(time.Millisecond).String(), "backoff", backoff.String(), "last_stderr", in.stderr.String())
 		}
@@ -66,6 +68,7 @@ func (h *Handler) supervise() {
 		h.cur = next
 		h.lastErr = nil
 		h.mu.Unlock()
+		go h.notice(next)
 		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID, "transport", next.transport)
 	}
 }

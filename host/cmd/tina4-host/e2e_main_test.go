@@ -24,7 +24,7 @@ import (
 // bin/plugins/SessionFileHandler, as `make build` lays them out) and talk to
 // the running server over HTTP with a cookie jar.
 
-var hostBin, pluginsDir string
+var hostBin, pluginsDir, hostileDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tina4-host-e2e-")
@@ -34,9 +34,11 @@ func TestMain(m *testing.M) {
 	}
 	hostBin = filepath.Join(dir, "tina4-host")
 	pluginsDir = filepath.Join(dir, "plugins")
+	hostileDir = filepath.Join(dir, "hostile") // plugins that misbehave on purpose
 	for out, pkg := range map[string]string{
 		hostBin: "github.com/tina4go/sessions/host/cmd/tina4-host",
 		filepath.Join(pluginsDir, "SessionFileHandler"): "github.com/tina4go/sessions/plugins/file/cmd/SessionFileHandler",
+		filepath.Join(hostileDir, "Spawner"):            "github.com/tina4go/sessions/loader/testdata/spawner",
 	} {
 		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
@@ -45,6 +47,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Chmod(pluginsDir, 0o755)
+	os.Chmod(hostileDir, 0o755)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -202,6 +205,11 @@ func (s *hostProc) pluginPID(t *testing.T) int {
 		t.Fatalf("healthz %d: %v", code, m)
 	}
 	pid, _ := m["pid"].(float64)
+	if pid <= 1 {
+		// Never hand a test pid 1 to kill: healthz must report the pid the
+		// host sees, not the plugin's own (1 inside its PID namespace).
+		t.Fatalf("healthz reports pid %v; want the plugin's pid as the host sees it", m["pid"])
+	}
 	return int(pid)
 }
 
