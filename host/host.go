@@ -63,7 +63,16 @@ type options struct {
 	builtins map[string]loader.Builtin
 	logger   *slog.Logger
 	onError  func(http.ResponseWriter, *http.Request, error)
+	dumpable bool
 }
+
+// WithDumpable leaves the process dumpable. By default, when a handler
+// plugin could otherwise read the host's memory and environment through
+// /proc (the host runs as root, or the kernel refuses the plugin a user
+// namespace), Open makes the process non-dumpable (Linux PR_SET_DUMPABLE),
+// which also turns off its core dumps. Use this option if you need them.
+// See docs/architecture.md for the whole threat model.
+func WithDumpable() Option { return func(o *options) { o.dumpable = true } }
 
 // WithConfig uses cfg instead of reading the environment and .env.
 func WithConfig(cfg config.Config) Option { return func(o *options) { o.cfg = &cfg } }
@@ -139,12 +148,14 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	lh, err := loader.Open(ctx, loader.Config{
 		Name:         cfg.Handler,
 		Dir:          cfg.PluginDir,
-		Env:          cfg.PluginEnv,
+		Env:          cfg.HandlerEnv(),
 		CallTimeout:  cfg.PluginTimeout,
 		StartTimeout: cfg.StartTimeout,
 		SHA256:       cfg.HandlerSHA256,
 		Transport:    cfg.Transport,
 		SumsFile:     cfg.PluginSums,
+		User:         cfg.PluginUser,
+		KeepDumpable: o.dumpable,
 		Logger:       o.logger,
 		Builtins:     builtins,
 	})

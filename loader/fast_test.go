@@ -69,7 +69,7 @@ func TestTransportIsNegotiated(t *testing.T) {
 func TestFastSocketIsPrivate(t *testing.T) {
 	h, _ := openProbe(t, "Probe", "", 0)
 	h.mu.RLock()
-	dir := h.cur.fastDir
+	dir := h.cur.runDir
 	h.mu.RUnlock()
 	fi, err := os.Stat(dir)
 	if err != nil {

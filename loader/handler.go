@@ -62,6 +62,16 @@ type Config struct {
 	// SumsFile names a file of "<sha256>  <name>" lines (sha256sum output),
 	// kept outside Dir; when set, the handler must be listed in it.
 	SumsFile string
+	// User, when set, is the user (name or numeric uid) plugins run as
+	// (TINA4_PLUGIN_USER). The host must run as root to switch users. A
+	// plugin of another user cannot read the host's key file or memory.
+	User string
+	// KeepDumpable leaves the host process dumpable. Otherwise, when a
+	// plugin could read the host's memory and environment through /proc
+	// (the host is root, or plugins cannot have a user namespace of their
+	// own), the loader makes the process non-dumpable before the first
+	// launch.
+	KeepDumpable bool
 	// Transport is "" (or "auto") to use the fast transport when the
 	// handler offers it, or TransportGRPC to make every call over gRPC
 	// (TINA4_PLUGIN_TRANSPORT).

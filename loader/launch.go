@@ -17,6 +17,9 @@ import (
 	"github.com/tina4go/sessions/shared"
 )
 
+// credential is the user a plugin runs as (TINA4_PLUGIN_USER).
+type credential struct{ Uid, Gid uint32 }
+
 // instance is one running plugin process (client != nil) or an in-process
 // built-in handler (client == nil).
 type instance struct {
@@ -28,7 +31,7 @@ type instance struct {
 	info      shared.Info
 	transport string // TransportFast, TransportGRPC or TransportInProcess
 	fast      *shared.FastClient
-	fastDir   string // the private directory of the fast-transport socket
+	runDir    string // the plugin's private directory: working directory, TMPDIR, fast socket
 	stderr    *tailBuffer
 	started   time.Time
 }
@@ -83,8 +86,8 @@ func (in *instance) kill() {
 		if in.cleanup != nil {
 			in.cleanup()
 		}
-		if in.fastDir != "" {
-			os.RemoveAll(in.fastDir)
+		if in.runDir != "" {
+			os.RemoveAll(in.runDir)
 		}
 		return
 	}
@@ -98,15 +101,29 @@ func (in *instance) kill() {
 // allows that, and says once in the log when it does not.
 func launch(ctx context.Context, path, name string, cfg Config) (*instance, error) {
 	isolate := !noPIDNamespace.Load()
+	if !isolate || os.Geteuid() == 0 {
+		keepKeyFromPlugins(cfg)
+	}
 	in, err := launchOnce(ctx, path, name, cfg, isolate)
 	if err != nil && isolate && namespaceRefused(err) {
 		if !noPIDNamespace.Swap(true) {
 			cfg.Logger.Warn("cannot start session handlers in a PID namespace of their own; processes a handler starts may outlive it if the host is killed",
 				"handler", name, "error", err.Error())
 		}
+		keepKeyFromPlugins(cfg)
 		return launchOnce(ctx, path, name, cfg, false)
 	}
 	return in, err
+}
+
+// keepKeyFromPlugins makes the host non-dumpable, unless cfg says not to.
+func keepKeyFromPlugins(cfg Config) {
+	if cfg.KeepDumpable {
+		return
+	}
+	if err := protectMemory(); err != nil {
+		cfg.Logger.Warn("could not make the host non-dumpable; plugins of the same user may read the session key from its memory", "error", err.Error())
+	}
 }
 
 func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool) (*instance, error) {
@@ -115,32 +132,51 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		return nil, err
 	}
 	exe, cleanup := path, func() {}
+	cred, err := pluginCredential(cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("start session handler %s: %w", name, err)
+	}
 	if want != "" {
 		if exe, cleanup, err = privateCopy(path, name, want); err != nil {
 			return nil, err
 		}
+		if cred != nil {
+			// The plugin's user may run the pinned copy, never change it.
+			os.Chmod(filepath.Dir(exe), 0o711)
+			os.Chmod(exe, 0o755)
+		}
+	}
+	// Every launch gets a private directory (MkdirTemp makes it 0700, so
+	// other users cannot enter it): the plugin's working directory (not the
+	// host's, where .env and the key file usually live), its TMPDIR (so
+	// go-plugin's socket and the plugin's temporary files go where the host
+	// removes them when the plugin stops, crashed or not) and, unless the
+	// host asked for gRPC only, the home of its fast-transport socket.
+	runDir, err := os.MkdirTemp("", "tina4-plugin-")
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("start session handler %s: make its private directory (check TMPDIR): %w", name, err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = pluginEnv(cfg.Env)
+	cmd.Dir = runDir
+	cmd.Env = append(pluginEnv(cfg.Env), "TMPDIR="+runDir)
 	fastDir := ""
 	if cfg.Transport != TransportGRPC {
-		// A private directory for the handler's fast-transport socket:
-		// MkdirTemp makes it 0700, so other users cannot reach the socket.
-		if fastDir, err = os.MkdirTemp("", "tina4-fast-"); err != nil {
-			cleanup()
-			return nil, fmt.Errorf("start session handler %s: make a directory for its socket (set TMPDIR, or TINA4_PLUGIN_TRANSPORT=grpc): %w", name, err)
-		}
+		fastDir = runDir
 		cmd.Env = append(cmd.Env, shared.FastDirEnv+"="+fastDir)
 	}
-	removeFastDir := func() {
-		if fastDir != "" {
-			os.RemoveAll(fastDir)
+	removeRunDir := func() { os.RemoveAll(runDir) }
+	if cred != nil {
+		if err := os.Chown(runDir, int(cred.Uid), int(cred.Gid)); err != nil {
+			removeRunDir()
+			cleanup()
+			return nil, fmt.Errorf("start session handler %s: give its private directory to TINA4_PLUGIN_USER=%s: %w", name, cfg.User, err)
 		}
 	}
 	// A plugin that leaves children holding its stdout/stderr must not
 	// keep the host waiting once the plugin itself has exited.
 	cmd.WaitDelay = time.Second
-	setProcAttr(cmd, isolate)
+	setProcAttr(cmd, isolate, cred)
 	tail := newTailBuffer(20)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
@@ -162,7 +198,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		killGroup(cmd)
 		client.Kill()
 		cleanup()
-		removeFastDir()
+		removeRunDir()
 		err = explainStart(err, name, cfg)
 		if last := tail.String(); last != "" {
 			return nil, fmt.Errorf("start session handler %s (%s): %w; its last output:\n%s", name, path, err, last)
@@ -201,7 +237,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 	if fast := useFast(ictx, info, fastDir, cfg.CallTimeout, store, cfg.Logger.With("handler", name)); fast != nil {
 		in.store, in.fast, in.transport = fast, fast, TransportFast
 	}
-	in.fastDir = fastDir
+	in.runDir = runDir
 	info.FastSecret = nil
 	in.info = info
 	return in, nil

@@ -2,8 +2,11 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 
@@ -30,11 +33,16 @@ var noPIDNamespace atomic.Bool
 //     including those that left its process group with setsid. Children
 //     holding the plugin's output pipes therefore cannot stall a restart or
 //     a shutdown, and a host killed with SIGKILL leaves nothing behind.
-func setProcAttr(cmd *exec.Cmd, isolate bool) {
+//
+// cred, when not nil, is the user the plugin runs as (TINA4_PLUGIN_USER).
+func setProcAttr(cmd *exec.Cmd, isolate bool, cred *credential) {
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if cred != nil {
+		attr.Credential = &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: []uint32{}}
+	}
 	if isolate {
 		attr.Cloneflags = syscall.CLONE_NEWPID
-		if os.Geteuid() != 0 {
+		if os.Geteuid() != 0 && cred == nil {
 			attr.Cloneflags |= syscall.CLONE_NEWUSER
 			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Geteuid(), HostID: os.Geteuid(), Size: 1}}
 			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getegid(), HostID: os.Getegid(), Size: 1}}
@@ -72,3 +80,36 @@ func watchExit(pid int, exited chan<- struct{}) {
 		}
 	}
 }
+
+// pluginCredential resolves TINA4_PLUGIN_USER (a user name or a numeric
+// uid) to the credential a plugin runs with: that user's uid and primary
+// gid, no supplementary groups. "" means the host's own user (nil).
+func pluginCredential(name string) (*credential, error) {
+	if name == "" {
+		return nil, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return nil, fmt.Errorf("TINA4_PLUGIN_USER=%s: no such user", name)
+		}
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("TINA4_PLUGIN_USER=%s: uid %q, gid %q are not numbers", name, u.Uid, u.Gid)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("TINA4_PLUGIN_USER=%s: switching a plugin to another user needs the host to run as root (it runs as uid %d); unset it, or start the host as root", name, os.Geteuid())
+	}
+	return &credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// protectMemory makes the host process non-dumpable: its /proc entries
+// (environ, mem, maps, cwd, fd) become readable only by root, ptrace by
+// another process of the same user is refused, and no core dump is written.
+// Root needs it because it does not give plugins a user namespace (they
+// run as root, or as TINA4_PLUGIN_USER); an unprivileged host whose plugins
+// get no user namespace needs it too. It is not done otherwise because the
+// kernel only lets a dumpable process map a user namespace for a child.
+func protectMemory() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }

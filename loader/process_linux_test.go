@@ -5,7 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,5 +114,91 @@ func TestWithoutPIDNamespaceACrashStillRestarts(t *testing.T) {
 	}
 	if now := proctest.Marked(markKey, mark); !slices.Contains(now, h.PID()) {
 		t.Errorf("the new plugin %d is not among the marked processes %v", h.PID(), now)
+	}
+}
+
+// statusField returns a field of /proc/PID/status ("Uid", "NSpid", ...).
+func statusField(t *testing.T, pid int, field string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func TestPluginRunsInItsOwnPrivateDirectory(t *testing.T) {
+	h, _ := openProbe(t, "Probe", "", 0)
+	h.mu.RLock()
+	dir := h.cur.runDir
+	h.mu.RUnlock()
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", h.PID())); err != nil || cwd != dir {
+		t.Fatalf("the plugin's working directory is %q (%v), want its private directory %s", cwd, err, dir)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) < 2 {
+		t.Errorf("want go-plugin's socket and the fast socket in %s, found %v", dir, entries)
+	}
+	pid := h.PID()
+	syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(15 * time.Second)
+	for h.PID() == pid || h.PID() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("not restarted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !proctest.Gone([]int{pid}, 5*time.Second) {
+		t.Fatal("old plugin still alive")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the crashed plugin's directory %s (and its sockets) was not removed", dir)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPluginUser(t *testing.T) {
+	dir := pluginDir(t)
+	copyFile(t, filepath.Join(binDir, "probe"), filepath.Join(dir, "Probe"), 0o755)
+	cfg := Config{Name: "Probe", Dir: dir, User: "nobody", Logger: quietLogger()}
+	if os.Geteuid() != 0 {
+		_, err := Open(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), "needs the host to run as root") {
+			t.Fatalf("TINA4_PLUGIN_USER without root: want an error saying root is needed, got %v", err)
+		}
+		return
+	}
+	// The plugin directory is the test's (0700): give nobody a way in.
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	h := open(t, cfg)
+	u, _ := user.Lookup("nobody")
+	if uid := strings.Fields(statusField(t, h.PID(), "Uid")); len(uid) == 0 || uid[0] != u.Uid {
+		t.Fatalf("plugin runs as uid %v, want nobody (%s)", uid, u.Uid)
+	}
+	if h.Transport() != TransportFast {
+		t.Errorf("a plugin of another user still gets the fast transport, got %q", h.Transport())
+	}
+	rec := shared.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}
+	if err := h.Save(context.Background(), testID('u'), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.Load(context.Background(), testID('u')); err != nil || string(got.Data) != "x" {
+		t.Fatalf("Load from a plugin of another user: %q %v", got.Data, err)
+	}
+	if _, err := Open(context.Background(), Config{Name: "Probe", Dir: dir, User: "no-such-user-here", Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "no such user") {
+		t.Errorf("an unknown TINA4_PLUGIN_USER: want 'no such user', got %v", err)
 	}
 }

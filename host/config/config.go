@@ -20,6 +20,7 @@
 //	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
 //	TINA4_SESSION_HANDLER_SHA256 (unset)                   SHA-256 (64 hex digits) the handler binary must have
 //	TINA4_PLUGIN_SUMS            (unset)                   sums file ("<sha256>  <name>" lines, as sha256sum prints) kept outside the plugin dir
+//	TINA4_PLUGIN_USER            (unset)                   run handler plugins as this user (name or uid); the host must run as root
 //	TINA4_PLUGIN_TRANSPORT       auto                      auto: the fast transport when the handler offers it, else gRPC; grpc: always gRPC
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
 //	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
@@ -62,6 +63,7 @@ const (
 	envPluginSums    = "TINA4_PLUGIN_SUMS"
 	envLogLevel      = "TINA4_LOG_LEVEL"
 	envTransport     = "TINA4_PLUGIN_TRANSPORT"
+	envPluginUser    = "TINA4_PLUGIN_USER"
 
 	prefix = "TINA4_"
 )
@@ -84,6 +86,7 @@ type Config struct {
 	HandlerSHA256 string        // TINA4_SESSION_HANDLER_SHA256, default "" (no pin); lower-case hex
 	PluginSums    string        // TINA4_PLUGIN_SUMS, default "" (no sums file)
 	Transport     string        // TINA4_PLUGIN_TRANSPORT: "auto" (default) or "grpc"; always lower case
+	PluginUser    string        // TINA4_PLUGIN_USER, default "" (plugins run as the host's user)
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -152,6 +155,7 @@ func Load(opts Options) (Config, error) {
 	c.LogLevel = parse(&src, &errs, envLogLevel, "info", parseLogLevel)
 	c.HandlerSHA256 = parse(&src, &errs, envHandlerSHA256, "", parseSHA256)
 	c.Transport = parse(&src, &errs, envTransport, "auto", parseTransport)
+	c.PluginUser = src.str(envPluginUser, "")
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))
@@ -192,6 +196,24 @@ type sources struct {
 	env         map[string]string // keys as given
 	file        map[string]string // keys upper-cased
 	envFilePath string
+}
+
+// HandlerEnv is PluginEnv as a plugin process gets it. Plugins run in a
+// private working directory of their own, so TINA4_SESSION_FOLDER is made
+// absolute (resolved against this process's working directory, as the
+// built-in handler resolves it) and always present.
+func (c Config) HandlerEnv() []string {
+	folder := c.SessionFolder
+	if abs, err := filepath.Abs(folder); err == nil {
+		folder = abs
+	}
+	out := make([]string, 0, len(c.PluginEnv)+1)
+	for _, kv := range c.PluginEnv {
+		if !strings.HasPrefix(kv, envSessionFolder+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, envSessionFolder+"="+folder)
 }
 
 func parseTransport(v string) (string, error) {

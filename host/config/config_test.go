@@ -337,3 +337,18 @@ func TestDefaultOptionsUseWorkingDirectoryAndProcessEnvironment(t *testing.T) {
 		t.Errorf("Addr, Handler = %q, %q; want :7000 from ./.env and FromProcess from the environment", c.Addr, c.Handler)
 	}
 }
+
+func TestHandlerEnvMakesTheSessionFolderAbsolute(t *testing.T) {
+	wd, _ := os.Getwd()
+	c := mustLoad(t, []string{"TINA4_SESSION_FOLDER=./here", "TINA4_SESSION_TTL=90s"}, "")
+	env := c.HandlerEnv()
+	if !slices.Contains(env, "TINA4_SESSION_FOLDER="+filepath.Join(wd, "here")) || slices.Contains(env, "TINA4_SESSION_FOLDER=./here") {
+		t.Errorf("HandlerEnv = %q, want TINA4_SESSION_FOLDER resolved against %s, once", env, wd)
+	}
+	if !slices.Contains(env, "TINA4_SESSION_TTL=90s") {
+		t.Errorf("HandlerEnv = %q, want the other settings kept", env)
+	}
+	if env := mustLoad(t, nil, "").HandlerEnv(); !slices.Contains(env, "TINA4_SESSION_FOLDER="+filepath.Join(wd, "sessions")) {
+		t.Errorf("with nothing set, HandlerEnv = %q, want the default folder, absolute", env)
+	}
+}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proctest finds processes by a marker in their environment, so
 // tests can check that everything a plugin started is gone, whatever
 // process group, session or PID namespace it ended up in.
