@@ -323,3 +323,61 @@ func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestBackoffResetsForAPluginThatServed(t *testing.T) {
+	logs := &syncBuffer{}
+	dir := pluginDir(t)
+	copyFile(t, filepath.Join(binDir, "probe"), filepath.Join(dir, "Probe"), 0o755)
+	h := open(t, Config{Name: "Probe", Dir: dir, Logger: textLogger(logs)})
+	rec := shared.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}
+	for round := range 5 {
+		// It serves, then a call makes it crash, as a handler with a
+		// poisoned record would.
+		if err := h.Save(context.Background(), testID('s'), rec); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		pid := h.PID()
+		h.Load(context.Background(), probeID("die"))
+		deadline := time.Now().Add(20 * time.Second)
+		for h.PID() == pid || h.PID() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: not restarted", round)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var backoffs []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "session handler exited; restarting") {
+			_, after, _ := strings.Cut(line, "backoff=")
+			backoffs = append(backoffs, strings.Fields(after)[0])
+			if !strings.Contains(line, "probe: dying on purpose") {
+				t.Errorf("the exit line lacks the plugin's last words: %s", line)
+			}
+		}
+	}
+	if len(backoffs) != 5 {
+		t.Fatalf("want 5 restarts logged, got %d:\n%s", len(backoffs), logs)
+	}
+	for i, b := range backoffs {
+		if b != "100ms" {
+			t.Errorf("restart %d waited %s; a plugin that served must be relaunched after the shortest wait (all: %v)", i+1, b, backoffs)
+		}
+	}
+}
+
+func TestStderrWithoutNewlinesStaysBounded(t *testing.T) {
+	h, _ := openProbe(t, "Probe", "", 30*time.Second)
+	if _, err := h.Load(context.Background(), probeID("spew")); !errors.Is(err, shared.ErrNotFound) {
+		t.Fatalf("Load: %v", err)
+	}
+	// The unit under the plugin: whatever arrives, the partial line stays bounded.
+	s := &stderrLog{tail: newTailBuffer(20), log: quietLogger()}
+	chunk := bytes.Repeat([]byte("y"), 1000)
+	for range 10000 { // 10 MB, no newline
+		s.Write(chunk)
+		if len(s.partial) > maxLine || len(s.tail.partial) > 4096+len(chunk) {
+			t.Fatalf("partial lines grow without bound: %d and %d bytes", len(s.partial), len(s.tail.partial))
+		}
+	}
+}

@@ -243,6 +243,7 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	err = fn(ctx, in.store)
 	switch {
 	case err == nil, errors.Is(err, shared.ErrNotFound):
+		in.served.Add(1)
 		return err
 	case parent.Err() != nil:
 		// The caller gave up (client went away); not the plugin's fault.

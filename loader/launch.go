@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,16 @@ type instance struct {
 	runDir    string // the plugin's private directory: working directory, TMPDIR, fast socket
 	stderr    *tailBuffer
 	started   time.Time
+	served    atomic.Int64 // calls answered without a transport failure
+}
+
+// drainStderr waits up to d for go-plugin to have read all the plugin
+// wrote to stderr (it has once it reports the process exited).
+func (in *instance) drainStderr(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !in.client.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (in *instance) exited() bool {

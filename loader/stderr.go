@@ -40,7 +40,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		}
 	}
 	if len(t.partial) > 4096 {
-		t.partial = t.partial[:0]
+		t.partial = nil
 	}
 	return len(p), nil
 }
@@ -80,8 +80,20 @@ func (s *stderrLog) Write(p []byte) (int, error) {
 		s.logLine(s.partial[:i])
 		s.partial = s.partial[i+1:]
 	}
+	if len(s.partial) > maxLine {
+		// A plugin writing without newlines must not grow the host: log
+		// what came so far as one (cut) line and start again.
+		s.logLine(s.partial[:maxLine])
+		s.partial = s.partial[:0]
+	}
+	if cap(s.partial) > 4*maxLine && len(s.partial) == 0 {
+		s.partial = nil
+	}
 	return len(p), nil
 }
+
+// maxLine is the longest stderr line the host keeps whole.
+const maxLine = 64 << 10
 
 func (s *stderrLog) logLine(line []byte) {
 	var rec map[string]any

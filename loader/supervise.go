@@ -6,10 +6,17 @@ import (
 	"time"
 )
 
+// backoffReset is how long a plugin must stay up to count as having served
+// even if no call reached it.
+const backoffReset = 10 * time.Second
+
 // supervise watches the plugin process and relaunches it when it exits,
 // with a new go-plugin client each time (a client cannot be restarted) and
-// exponential backoff from 100ms up to cfg.MaxBackoff. The backoff resets
-// once a plugin has stayed up for a minute.
+// exponential backoff from 100ms up to cfg.MaxBackoff. A plugin that
+// served (it answered a call, or stayed up for backoffReset) is relaunched
+// after the shortest wait: only a plugin that keeps dying before it serves
+// anything backs off further, so a crash now and then costs the same short
+// outage each time.
 func (h *Handler) supervise() {
 	defer close(h.done)
 	const minBackoff = 100 * time.Millisecond
@@ -27,9 +34,6 @@ func (h *Handler) supervise() {
 		in := h.cur
 		h.mu.RUnlock()
 		if in != nil && !in.exited() {
-			if time.Since(in.started) > time.Minute {
-				backoff = minBackoff
-			}
 			continue
 		}
 		if in != nil {
@@ -37,9 +41,14 @@ func (h *Handler) supervise() {
 			h.cur = nil
 			h.lastErr = errors.New("the plugin process exited")
 			h.mu.Unlock()
+			if in.served.Load() > 0 || time.Since(in.started) >= backoffReset {
+				backoff = minBackoff
+			}
 			// Reap the old process and whatever it left behind without
-			// holding up the relaunch (kill's steps are time-limited).
+			// holding up the relaunch (kill's steps are time-limited), and
+			// give go-plugin a moment to pass on the plugin's last words.
 			go in.kill()
+			in.drainStderr(time.Second)
 			h.cfg.Logger.Error("session handler exited; restarting", "handler", h.cfg.Name, "pid", in.info.PID,
 				"uptime", time.Since(in.started).Round(time.Millisecond).String(), "backoff", backoff.String(), "last_stderr", in.stderr.String())
 		}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 )
 
 // Logger returns a logger for handler code. It writes JSON lines to stderr
@@ -15,12 +16,23 @@ import (
 // and anything printed there before Serve breaks the launch.
 func Logger() *slog.Logger { return newLogger(stderr{}) }
 
-// stderr writes to whatever os.Stderr is at the moment of the write: Serve
-// redirects os.Stderr to the stream the host reads, so a logger made before
-// Serve still reaches the host's log afterwards.
+// hostStderr is the process's stderr as the host started it (the pipe the
+// host reads), saved by Serve before go-plugin points os.Stderr at a pipe of
+// its own that it forwards over gRPC. Writes to the host's pipe reach the
+// kernel at once, so a handler's last lines before a crash are not lost
+// with the forwarding goroutine.
+var hostStderr atomic.Pointer[os.File]
+
+// stderr writes to the host's stderr pipe once Serve has saved it, else to
+// os.Stderr, so a logger made before Serve reaches the host's log too.
 type stderr struct{}
 
-func (stderr) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
+func (stderr) Write(p []byte) (int, error) {
+	if f := hostStderr.Load(); f != nil {
+		return f.Write(p)
+	}
+	return os.Stderr.Write(p)
+}
 
 // hclogTime is the timestamp layout go-plugin's host parses.
 const hclogTime = "2006-01-02T15:04:05.000000Z07:00"

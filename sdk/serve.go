@@ -59,6 +59,7 @@ func Serve(cfg Config) error {
 			"copy it into the plugin directory and set TINA4_SESSION_HANDLER=%s", cfg.Name, cfg.Name)
 	}
 	go watchParent(cfg.Handler, os.Getppid())
+	hostStderr.Store(os.Stderr)
 
 	srv := &server{
 		cfg:  cfg,

@@ -7,6 +7,8 @@
 //	         to the file named by TINA4_SESSION_PROBE_LOG and returns ctx.Err()
 //	fail...  Load fails with "probe store exploded"
 //	huge...  Load returns a record one byte over sdk.MaxRecordSize
+//	die...   Load makes the process exit at once (a crash)
+//	spew...  Load writes 8 MiB to stderr without a newline, then answers not found
 //	anything else: an ordinary in-memory store
 //
 // Installed as "ProbeGRPC" it sets sdk.Config.GRPCOnly.
@@ -48,6 +50,15 @@ func (p *probe) Load(ctx context.Context, id string) (sdk.Record, error) {
 		return sdk.Record{}, ctx.Err()
 	case strings.HasPrefix(id, "fail"):
 		return sdk.Record{}, errors.New("probe store exploded")
+	case strings.HasPrefix(id, "die"):
+		sdk.Logger().Error("probe: dying on purpose")
+		os.Exit(5)
+	case strings.HasPrefix(id, "spew"):
+		chunk := []byte(strings.Repeat("x", 64<<10))
+		for range 128 {
+			os.Stderr.Write(chunk)
+		}
+		return sdk.Record{}, sdk.ErrNotFound
 	case strings.HasPrefix(id, "huge"):
 		return sdk.Record{Data: make([]byte, sdk.MaxRecordSize+1), Expires: time.Now().Add(time.Hour)}, nil
 	}
