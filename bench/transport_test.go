@@ -129,7 +129,7 @@ func fastClient(b *testing.B, c int) func(int) error {
 	rand.Read(secret)
 	addr := startChild(b, "fastecho", secretEnv+"="+hex.EncodeToString(secret))
 	// The fallback serves Info and Health, which this benchmark never calls.
-	fc := shared.NewFastClient(addr, secret, 0, nil)
+	fc := shared.NewFastClient(addr, secret, shared.FastOptions{}, nil)
 	b.Cleanup(func() { fc.Shutdown() })
 	ctx := context.Background()
 	call := func(int) error { return checkEcho(fc.Load(ctx, benchID)) }

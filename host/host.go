@@ -41,8 +41,10 @@ type Session = session.Session
 var ErrUnavailable = loader.ErrUnavailable
 
 // ErrTooLarge is what a commit fails with when the sealed session is larger
-// than the 16 MiB a handler may store (shared.MaxRecordSize). The record is
-// never sent; the error handler answers.
+// than TINA4_SESSION_MAX_BYTES (default 4 MiB), and what a load fails with
+// when the handler holds a larger one. The record is never sent, and a
+// larger one is refused before it is read into memory; the error handler
+// answers.
 var ErrTooLarge = shared.ErrTooLarge
 
 // Host owns a loaded session handler and the session manager around it.
@@ -146,18 +148,20 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		builtins[name] = b
 	}
 	lh, err := loader.Open(ctx, loader.Config{
-		Name:         cfg.Handler,
-		Dir:          cfg.PluginDir,
-		Env:          cfg.HandlerEnv(),
-		CallTimeout:  cfg.PluginTimeout,
-		StartTimeout: cfg.StartTimeout,
-		SHA256:       cfg.HandlerSHA256,
-		Transport:    cfg.Transport,
-		SumsFile:     cfg.PluginSums,
-		User:         cfg.PluginUser,
-		KeepDumpable: o.dumpable,
-		Logger:       o.logger,
-		Builtins:     builtins,
+		Name:          cfg.Handler,
+		Dir:           cfg.PluginDir,
+		Env:           cfg.HandlerEnv(),
+		CallTimeout:   cfg.PluginTimeout,
+		StartTimeout:  cfg.StartTimeout,
+		SHA256:        cfg.HandlerSHA256,
+		Transport:     cfg.Transport,
+		SumsFile:      cfg.PluginSums,
+		User:          cfg.PluginUser,
+		KeepDumpable:  o.dumpable,
+		MaxRecordSize: cfg.MaxBytes,
+		MaxCalls:      cfg.MaxCalls,
+		Logger:        o.logger,
+		Builtins:      builtins,
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +85,7 @@ func TestFastSocketIsPrivate(t *testing.T) {
 	sock := filepath.Join(dir, shared.FastSocketName)
 	wrong := make([]byte, shared.FastSecretSize)
 	rand.Read(wrong)
-	c := shared.NewFastClient(sock, wrong, 0, nil)
+	c := shared.NewFastClient(sock, wrong, shared.FastOptions{}, nil)
 	defer c.Shutdown()
 	_, err = c.Load(context.Background(), testID('p'))
 	if !errors.Is(err, shared.ErrTransport) {
@@ -379,5 +380,72 @@ func TestStderrWithoutNewlinesStaysBounded(t *testing.T) {
 		if len(s.partial) > maxLine || len(s.tail.partial) > 4096+len(chunk) {
 			t.Fatalf("partial lines grow without bound: %d and %d bytes", len(s.partial), len(s.tail.partial))
 		}
+	}
+}
+
+func TestOversizedRecordsDoNotReachHostMemory(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			dir := pluginDir(t)
+			copyFile(t, filepath.Join(binDir, "probe"), filepath.Join(dir, tr.handler), 0o755)
+			h := open(t, Config{Name: tr.handler, Dir: dir, Transport: tr.transport, MaxRecordSize: 1 << 20, CallTimeout: 30 * time.Second})
+			// Warm up: connections, buffers.
+			h.Load(context.Background(), probeID("big"))
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			const callers = 16
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := h.Load(context.Background(), probeID("big"))
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			runtime.ReadMemStats(&after)
+			close(errs)
+			for err := range errs {
+				if !errors.Is(err, shared.ErrTooLarge) {
+					t.Fatalf("an 8 MiB record with a 1 MiB limit: want ErrTooLarge, got %v", err)
+				}
+			}
+			// 16 loads of 8 MiB would be 128 MiB; the host must refuse
+			// them from their headers, not after reading them.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+				t.Errorf("the host allocated %d MiB refusing %d oversized records", grew>>20, callers)
+			}
+			if err := h.Save(context.Background(), testID('m'), shared.Record{Data: make([]byte, 1<<20+1), Expires: time.Now().Add(time.Hour)}); !errors.Is(err, shared.ErrTooLarge) {
+				t.Errorf("Save over the limit: want ErrTooLarge, got %v", err)
+			}
+			if _, err := h.Load(context.Background(), testID('m')); !errors.Is(err, shared.ErrNotFound) {
+				t.Errorf("the handler still answers after the refusals: %v", err)
+			}
+		})
+	}
+}
+
+func TestCallsInFlightAreCapped(t *testing.T) {
+	dir := pluginDir(t)
+	copyFile(t, filepath.Join(binDir, "probe"), filepath.Join(dir, "Probe"), 0o755)
+	h := open(t, Config{Name: "Probe", Dir: dir, MaxCalls: 2, CallTimeout: 3 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.Load(ctx, probeID("hang")) }()
+	}
+	time.Sleep(100 * time.Millisecond)                  // both slots taken until the hung calls time out at 3s
+	_, err := h.Load(context.Background(), testID('q')) // gives up waiting at 1.6s
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "TINA4_PLUGIN_MAX_CALLS") {
+		t.Fatalf("a call beyond MaxCalls: want ErrUnavailable naming TINA4_PLUGIN_MAX_CALLS, got %v", err)
+	}
+	wg.Wait() // the hung calls time out and free their slots
+	if _, err := h.Load(context.Background(), testID('q')); !errors.Is(err, shared.ErrNotFound) {
+		t.Fatalf("once slots are free, calls go through: %v", err)
 	}
 }

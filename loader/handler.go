@@ -66,6 +66,16 @@ type Config struct {
 	// (TINA4_PLUGIN_USER). The host must run as root to switch users. A
 	// plugin of another user cannot read the host's key file or memory.
 	User string
+	// MaxRecordSize is the largest record the host sends to or accepts from
+	// the handler (TINA4_SESSION_MAX_BYTES; default and upper bound
+	// shared.MaxRecordSize). Both transports refuse a larger answer before
+	// reading it into memory.
+	MaxRecordSize int
+	// MaxCalls caps the calls in flight to the handler at once
+	// (TINA4_PLUGIN_MAX_CALLS, default 128); with MaxRecordSize it bounds
+	// the memory records can take. A call that finds no free slot within
+	// half its timeout fails with ErrUnavailable.
+	MaxCalls int
 	// KeepDumpable leaves the host process dumpable. Otherwise, when a
 	// plugin could read the host's memory and environment through /proc
 	// (the host is root, or plugins cannot have a user namespace of their
@@ -92,6 +102,12 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MaxRecordSize <= 0 || c.MaxRecordSize > shared.MaxRecordSize {
+		c.MaxRecordSize = shared.MaxRecordSize
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 128
+	}
 	return c
 }
 
@@ -109,6 +125,7 @@ type Handler struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
+	slots   chan struct{} // one per call in flight, cfg.MaxCalls in all
 }
 
 // Open finds the handler cfg.Name, launches it, and starts supervising it.
@@ -121,7 +138,8 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, path: path, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Handler{cfg: cfg, path: path, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		slots: make(chan struct{}, cfg.MaxCalls)}
 	if path == "" && cfg.SHA256 != "" {
 		return nil, fmt.Errorf("%w: TINA4_SESSION_HANDLER_SHA256 pins %s, but %s has no binary of that name; copy the pinned binary there or unset the pin",
 			ErrChecksum, cfg.Name, cfg.Dir)
@@ -233,6 +251,24 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	}
 	parent := ctx
 	deadline := time.Now().Add(h.cfg.CallTimeout)
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		// Every slot is taken: wait for one, for up to half the call's
+		// time (a call that cannot start by then would hardly finish).
+		t := time.NewTimer(h.cfg.CallTimeout / 2)
+		select {
+		case h.slots <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return fmt.Errorf("%w: %s %s: %d calls already in flight for %s (TINA4_PLUGIN_MAX_CALLS): %w",
+				ErrUnavailable, h.cfg.Name, op, h.cfg.MaxCalls, h.cfg.CallTimeout/2, context.DeadlineExceeded)
+		case <-parent.Done():
+			t.Stop()
+			return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
+		}
+	}
+	defer func() { <-h.slots }()
 	if in.fast == nil {
 		// gRPC and built-ins learn the deadline from ctx; the fast client
 		// applies the call timeout itself, without a context per call.
@@ -307,21 +343,25 @@ func (h *Handler) Health(ctx context.Context) error {
 	return h.call(ctx, "Health", func(ctx context.Context, s shared.Store) error { return s.Health(ctx) })
 }
 
-// Load fetches the record for id; shared.ErrNotFound when there is none.
+// Load fetches the record for id; shared.ErrNotFound when there is none,
+// shared.ErrTooLarge when it is larger than cfg.MaxRecordSize.
 func (h *Handler) Load(ctx context.Context, id string) (shared.Record, error) {
 	var rec shared.Record
 	err := h.call(ctx, "Load", func(ctx context.Context, s shared.Store) (err error) {
 		rec, err = s.Load(ctx, id)
+		if err == nil && len(rec.Data) > h.cfg.MaxRecordSize {
+			rec, err = shared.Record{}, fmt.Errorf("%w: the handler loaded %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
+		}
 		return err
 	})
 	return rec, err
 }
 
-// Save stores rec under id. A record larger than shared.MaxRecordSize is
+// Save stores rec under id. A record larger than cfg.MaxRecordSize is
 // shared.ErrTooLarge and never reaches the handler.
 func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error {
-	if len(rec.Data) > shared.MaxRecordSize {
-		return fmt.Errorf("%s Save: %w: a record of %d bytes", h.cfg.Name, shared.ErrTooLarge, len(rec.Data))
+	if len(rec.Data) > h.cfg.MaxRecordSize {
+		return fmt.Errorf("%s Save: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.cfg.Name, shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
 	}
 	return h.call(ctx, "Save", func(ctx context.Context, s shared.Store) error { return s.Save(ctx, id, rec) })
 }

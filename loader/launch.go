@@ -201,8 +201,8 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		SyncStderr:       &stderrLog{tail: tail, log: cfg.Logger.With("handler", name)},
 		Logger:           hclogFor(cfg.Logger, name),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(shared.MaxMessageSize),
-			grpc.MaxCallSendMsgSize(shared.MaxMessageSize),
+			grpc.MaxCallRecvMsgSize(cfg.MaxRecordSize+64<<10),
+			grpc.MaxCallSendMsgSize(cfg.MaxRecordSize+64<<10),
 		)},
 	})
 	fail := func(err error) (*instance, error) {
@@ -245,7 +245,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 	info.PID = cmd.Process.Pid
 	in := &instance{client: client, cmd: cmd, gone: make(chan struct{}), cleanup: cleanup, store: store, transport: TransportGRPC, stderr: tail, started: time.Now()}
 	go watchExit(cmd.Process.Pid, in.gone)
-	if fast := useFast(ictx, info, fastDir, cfg.CallTimeout, store, cfg.Logger.With("handler", name)); fast != nil {
+	if fast := useFast(ictx, info, fastDir, shared.FastOptions{Timeout: cfg.CallTimeout, MaxRecordSize: cfg.MaxRecordSize}, store, cfg.Logger.With("handler", name)); fast != nil {
 		in.store, in.fast, in.transport = fast, fast, TransportFast
 	}
 	in.runDir = runDir
@@ -257,7 +257,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 // useFast returns a client for the fast transport the handler offers in
 // info, or nil to stay on gRPC: the handler offers none, it offers a socket
 // outside the directory the host made for it, or the socket does not answer.
-func useFast(ctx context.Context, info shared.Info, dir string, timeout time.Duration, grpc shared.Store, log *slog.Logger) *shared.FastClient {
+func useFast(ctx context.Context, info shared.Info, dir string, o shared.FastOptions, grpc shared.Store, log *slog.Logger) *shared.FastClient {
 	switch {
 	case dir == "":
 		return nil
@@ -268,7 +268,7 @@ func useFast(ctx context.Context, info shared.Info, dir string, timeout time.Dur
 		log.Warn("the handler offered a fast transport the host did not ask for; using gRPC", "socket", info.FastAddr)
 		return nil
 	}
-	fast := shared.NewFastClient(info.FastAddr, info.FastSecret, timeout, grpc)
+	fast := shared.NewFastClient(info.FastAddr, info.FastSecret, o, grpc)
 	if err := fast.Ping(ctx); err != nil {
 		fast.Shutdown()
 		log.Warn("the handler's fast transport does not answer; using gRPC", "error", err.Error())

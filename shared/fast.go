@@ -44,12 +44,13 @@ const FastSocketName = "handler.sock"
 // FastSecretSize is the size of the per-launch secret, in bytes.
 const FastSecretSize = 32
 
-// MaxRecordSize is the largest Record.Data the host stores or accepts from
-// a handler, on either transport. A larger record is ErrTooLarge.
+// MaxRecordSize is the largest Record.Data the protocol carries, on either
+// transport; a host may set a lower limit of its own
+// (TINA4_SESSION_MAX_BYTES). A larger record is ErrTooLarge.
 const MaxRecordSize = 16 << 20
 
-// ErrTooLarge is returned for a record larger than MaxRecordSize.
-var ErrTooLarge = fmt.Errorf("session record larger than the host's limit of %d bytes", MaxRecordSize)
+// ErrTooLarge is returned for a record larger than the limit.
+var ErrTooLarge = errors.New("session record too large")
 
 // ErrTransport marks a failure to reach a handler over the fast transport:
 // the connection could not be made, or it broke. The process may be gone.

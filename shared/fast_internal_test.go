@@ -86,7 +86,7 @@ func fastPair(t *testing.T, epoll bool) (*FastClient, *memStore, string, []byte)
 			go serveFastConn(c, secret, store, hangups)
 		}
 	}()
-	c := NewFastClient(addr, secret, 0, nil)
+	c := NewFastClient(addr, secret, FastOptions{}, nil)
 	t.Cleanup(func() { c.Shutdown() })
 	return c, store, addr, secret
 }
@@ -252,7 +252,7 @@ func TestFastClientRefusesAnOversizedAnswer(t *testing.T) {
 		time.Sleep(10 * time.Second) // never sends the body
 	}()
 	secret := make([]byte, FastSecretSize)
-	c := NewFastClient(addr, secret, 0, nil)
+	c := NewFastClient(addr, secret, FastOptions{}, nil)
 	defer c.Shutdown()
 	done := make(chan error, 1)
 	go func() { _, err := c.Load(context.Background(), fastID("a")); done <- err }()

@@ -34,22 +34,36 @@ const (
 // abandoned at once: its connection is closed, which cancels the call in the
 // handler.
 type FastClient struct {
-	addr     string
-	secret   []byte
-	timeout  time.Duration
-	fallback Store
+	addr      string
+	secret    []byte
+	timeout   time.Duration
+	maxRecord int
+	fallback  Store
 
 	mu     sync.Mutex
 	idle   []*fastConn
 	closed bool
 }
 
+// FastOptions tune a FastClient; the zero value is fine.
+type FastOptions struct {
+	// Timeout, above zero, bounds every Load, Save and Close besides the
+	// deadline of its ctx (and costs no context of its own).
+	Timeout time.Duration
+	// MaxRecordSize is the largest record the client sends or accepts
+	// (default and upper bound: MaxRecordSize). A larger answer is refused
+	// from its header, before any of it is read into memory.
+	MaxRecordSize int
+}
+
 // NewFastClient returns a client for the fast-transport socket addr,
-// presenting secret, with fallback serving Info and Health. A timeout above
-// zero bounds every Load, Save and Close besides the deadline of its ctx
-// (and costs no context of its own). It does not connect; Ping does.
-func NewFastClient(addr string, secret []byte, timeout time.Duration, fallback Store) *FastClient {
-	return &FastClient{addr: addr, secret: secret, timeout: timeout, fallback: fallback}
+// presenting secret, with fallback serving Info and Health. It does not
+// connect; Ping does.
+func NewFastClient(addr string, secret []byte, o FastOptions, fallback Store) *FastClient {
+	if o.MaxRecordSize <= 0 || o.MaxRecordSize > MaxRecordSize {
+		o.MaxRecordSize = MaxRecordSize
+	}
+	return &FastClient{addr: addr, secret: secret, timeout: o.Timeout, maxRecord: o.MaxRecordSize, fallback: fallback}
 }
 
 // fastConn is one pooled connection; it carries one call at a time.
@@ -109,8 +123,8 @@ func (c *FastClient) Load(ctx context.Context, id string) (Record, error) {
 
 // Save stores rec under id.
 func (c *FastClient) Save(ctx context.Context, id string, rec Record) error {
-	if len(rec.Data) > MaxRecordSize {
-		return fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(rec.Data))
+	if len(rec.Data) > c.maxRecord {
+		return fmt.Errorf("%w: a record of %d bytes, over the limit of %d", ErrTooLarge, len(rec.Data), c.maxRecord)
 	}
 	_, _, err := c.call(ctx, fastSave, id, rec.Data, rec.Expires.UnixMilli())
 	return err
@@ -149,7 +163,7 @@ func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, 
 	if !deadline.IsZero() {
 		req.deadline = deadline.UnixNano()
 	}
-	resp, body, err := fc.exchange(&req, id, data)
+	resp, body, err := fc.exchange(&req, id, data, c.maxRecord)
 	reusable := err == nil
 	if stop != nil && !stop() {
 		// The context ended during the call: the interrupt may still be
@@ -191,7 +205,9 @@ func (c *FastClient) explain(ctx context.Context, err error) error {
 }
 
 // exchange writes one request frame and reads the frame that answers it.
-func (fc *fastConn) exchange(req *fastHeader, id string, data []byte) (fastHeader, []byte, error) {
+// An answer whose body is over maxRecord (plus room for a message) is
+// ErrTooLarge, refused before its body is read.
+func (fc *fastConn) exchange(req *fastHeader, id string, data []byte, maxRecord int) (fastHeader, []byte, error) {
 	fc.tag++
 	req.tag = fc.tag
 	req.idLen = byte(len(id))
@@ -222,6 +238,9 @@ func (fc *fastConn) exchange(req *fastHeader, id string, data []byte) (fastHeade
 	var resp fastHeader
 	if err := readHeader(fc.r, fc.hdr[:], &resp); err != nil {
 		return fastHeader{}, nil, err
+	}
+	if int64(resp.bodyLen) > int64(maxRecord)+256 {
+		return fastHeader{}, nil, fmt.Errorf("%w: the handler answered with %d bytes, over the limit of %d", ErrTooLarge, resp.bodyLen, maxRecord)
 	}
 	if resp.tag != req.tag || resp.op != req.op {
 		return fastHeader{}, nil, fmt.Errorf("answer for request %d (op %d) arrived for request %d (op %d)", resp.tag, resp.op, req.tag, req.op)
@@ -265,7 +284,7 @@ func (c *FastClient) get(ctx context.Context, deadline time.Time) (*fastConn, er
 	fc.interrupt = func() { uc.SetDeadline(time.Unix(1, 0)) }
 	uc.SetDeadline(deadline)
 	hello := fastHeader{op: fastHello}
-	resp, _, err := fc.exchange(&hello, "", c.secret)
+	resp, _, err := fc.exchange(&hello, "", c.secret, c.maxRecord)
 	if err == nil && resp.status != fastOK {
 		err = fmt.Errorf("the handler refused the hello (status %d)", resp.status)
 	}

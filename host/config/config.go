@@ -20,6 +20,8 @@
 //	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
 //	TINA4_SESSION_HANDLER_SHA256 (unset)                   SHA-256 (64 hex digits) the handler binary must have
 //	TINA4_PLUGIN_SUMS            (unset)                   sums file ("<sha256>  <name>" lines, as sha256sum prints) kept outside the plugin dir
+//	TINA4_SESSION_MAX_BYTES      4MiB                      largest sealed session the host stores or loads (bytes, KiB or MiB; 1KiB to 16MiB)
+//	TINA4_PLUGIN_MAX_CALLS       128                       calls to the handler in flight at once; more wait, within TINA4_PLUGIN_TIMEOUT
 //	TINA4_PLUGIN_USER            (unset)                   run handler plugins as this user (name or uid); the host must run as root
 //	TINA4_PLUGIN_TRANSPORT       auto                      auto: the fast transport when the handler offers it, else gRPC; grpc: always gRPC
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
@@ -64,6 +66,8 @@ const (
 	envLogLevel      = "TINA4_LOG_LEVEL"
 	envTransport     = "TINA4_PLUGIN_TRANSPORT"
 	envPluginUser    = "TINA4_PLUGIN_USER"
+	envMaxBytes      = "TINA4_SESSION_MAX_BYTES"
+	envMaxCalls      = "TINA4_PLUGIN_MAX_CALLS"
 
 	prefix = "TINA4_"
 )
@@ -87,6 +91,8 @@ type Config struct {
 	PluginSums    string        // TINA4_PLUGIN_SUMS, default "" (no sums file)
 	Transport     string        // TINA4_PLUGIN_TRANSPORT: "auto" (default) or "grpc"; always lower case
 	PluginUser    string        // TINA4_PLUGIN_USER, default "" (plugins run as the host's user)
+	MaxBytes      int           // TINA4_SESSION_MAX_BYTES, default 4 MiB, at most 16 MiB
+	MaxCalls      int           // TINA4_PLUGIN_MAX_CALLS, default 128
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -156,6 +162,8 @@ func Load(opts Options) (Config, error) {
 	c.HandlerSHA256 = parse(&src, &errs, envHandlerSHA256, "", parseSHA256)
 	c.Transport = parse(&src, &errs, envTransport, "auto", parseTransport)
 	c.PluginUser = src.str(envPluginUser, "")
+	c.MaxBytes = parse(&src, &errs, envMaxBytes, 4<<20, parseSize)
+	c.MaxCalls = parse(&src, &errs, envMaxCalls, 128, parseCount)
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))

@@ -57,6 +57,8 @@ func TestDefaults(t *testing.T) {
 		Addr:          "127.0.0.1:7145",
 		LogLevel:      "info",
 		Transport:     "auto",
+		MaxBytes:      4 << 20,
+		MaxCalls:      128,
 		PluginEnv:     []string{},
 		EnvFile:       "",
 	}
@@ -350,5 +352,24 @@ func TestHandlerEnvMakesTheSessionFolderAbsolute(t *testing.T) {
 	}
 	if env := mustLoad(t, nil, "").HandlerEnv(); !slices.Contains(env, "TINA4_SESSION_FOLDER="+filepath.Join(wd, "sessions")) {
 		t.Errorf("with nothing set, HandlerEnv = %q, want the default folder, absolute", env)
+	}
+}
+
+func TestMaxBytesAndMaxCalls(t *testing.T) {
+	for in, want := range map[string]int{"4194304": 4 << 20, "512KiB": 512 << 10, "4MiB": 4 << 20, "16m": 16 << 20, "64k": 64 << 10, "1 MiB": 1 << 20} {
+		if c := mustLoad(t, []string{"TINA4_SESSION_MAX_BYTES=" + in}, ""); c.MaxBytes != want {
+			t.Errorf("TINA4_SESSION_MAX_BYTES=%s: got %d, want %d", in, c.MaxBytes, want)
+		}
+	}
+	for _, bad := range []string{"17MiB", "0", "-1", "lots", "100", "1GiB", "4.5MiB"} {
+		if _, err := load(t, []string{"TINA4_SESSION_MAX_BYTES=" + bad}, ""); err == nil || !strings.Contains(err.Error(), "16MiB") {
+			t.Errorf("TINA4_SESSION_MAX_BYTES=%s: want an error giving the range, got %v", bad, err)
+		}
+	}
+	if c := mustLoad(t, []string{"TINA4_PLUGIN_MAX_CALLS=8"}, ""); c.MaxCalls != 8 {
+		t.Errorf("MaxCalls = %d, want 8", c.MaxCalls)
+	}
+	if _, err := load(t, []string{"TINA4_PLUGIN_MAX_CALLS=0"}, ""); err == nil {
+		t.Error("TINA4_PLUGIN_MAX_CALLS=0: no error")
 	}
 }

@@ -69,3 +69,39 @@ func parseSHA256(s string) (string, error) {
 	}
 	return s, nil
 }
+
+// maxRecordBytes is the protocol's own limit (shared.MaxRecordSize); a
+// larger TINA4_SESSION_MAX_BYTES would promise what no transport carries.
+const maxRecordBytes = 16 << 20
+
+// parseSize accepts a number of bytes ("4194304") or a number with KiB or
+// MiB ("512KiB", "4MiB"; K and M and any case mean the same), from 1 KiB
+// to 16 MiB.
+func parseSize(s string) (int, error) {
+	const want = "want bytes like 4194304, or 512KiB or 4MiB, from 1KiB to 16MiB"
+	num, unit := s, 1
+	lower := strings.ToLower(s)
+	for _, u := range []struct {
+		suffix string
+		size   int
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"k", 1 << 10}, {"m", 1 << 20}} {
+		if strings.HasSuffix(lower, u.suffix) {
+			num, unit = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.size
+			break
+		}
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 || n > maxRecordBytes/unit || n*unit < 1<<10 {
+		return 0, errors.New(want)
+	}
+	return n * unit, nil
+}
+
+// parseCount accepts a whole number greater than zero.
+func parseCount(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a whole number greater than zero")
+	}
+	return n, nil
+}

@@ -14,7 +14,8 @@ import (
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
 	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.HandlerEnv(),
 		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log,
-		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums, Transport: cfg.Transport, User: cfg.PluginUser}
+		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums, Transport: cfg.Transport, User: cfg.PluginUser,
+		MaxRecordSize: cfg.MaxBytes, MaxCalls: cfg.MaxCalls}
 }
 
 // listPlugins prints every file in the plugin directory, whether it is

@@ -7,6 +7,7 @@
 //	         to the file named by TINA4_SESSION_PROBE_LOG and returns ctx.Err()
 //	fail...  Load fails with "probe store exploded"
 //	huge...  Load returns a record one byte over sdk.MaxRecordSize
+//	big...   Load returns a record of 8 MiB (within the protocol's limit)
 //	die...   Load makes the process exit at once (a crash)
 //	spew...  Load writes 8 MiB to stderr without a newline, then answers not found
 //	anything else: an ordinary in-memory store
@@ -59,6 +60,8 @@ func (p *probe) Load(ctx context.Context, id string) (sdk.Record, error) {
 			os.Stderr.Write(chunk)
 		}
 		return sdk.Record{}, sdk.ErrNotFound
+	case strings.HasPrefix(id, "big"):
+		return sdk.Record{Data: make([]byte, 8<<20), Expires: time.Now().Add(time.Hour)}, nil
 	case strings.HasPrefix(id, "huge"):
 		return sdk.Record{Data: make([]byte, sdk.MaxRecordSize+1), Expires: time.Now().Add(time.Hour)}, nil
 	}
