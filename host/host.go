@@ -51,6 +51,7 @@ var ErrTooLarge = shared.ErrTooLarge
 type Host struct {
 	cfg     config.Config
 	log     *slog.Logger
+	errs    *errorLog // per-request failures, rate-limited
 	handler *loader.Handler
 	mgr     *session.Manager
 	cookie  session.CookieOptions
@@ -172,6 +173,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	h := &Host{
 		cfg:     cfg,
 		log:     o.logger,
+		errs:    newErrorLog(o.logger),
 		handler: lh,
 		mgr:     &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger},
 		cookie:  session.CookieOptions{Name: cfg.CookieName, TTL: cfg.TTL, SameSite: cfg.SameSite, Secure: cfg.Secure},

@@ -283,3 +283,47 @@ func TestATooLargeSessionIsNeverSent(t *testing.T) {
 		t.Errorf("a too-large session must never reach the handler, it saw %v", ops)
 	}
 }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestAFailingStoreDoesNotFloodTheLog(t *testing.T) {
+	rec := &recorder{m: map[string]sdk.Record{}, saveErr: errors.New("disk full")}
+	logs := &lockedBuffer{}
+	h := testHost(t, rec)
+	h.log = slog.New(slog.NewTextHandler(logs, nil))
+	h.errs = newErrorLog(h.log)
+	h.errs.window = time.Hour // one window for the flood
+	srv := app(t, h)
+	c := client(t)
+	for range 100 {
+		if resp, _ := do(t, c, "POST", srv.URL+"/set?v=x"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("want 503, got %d", resp.StatusCode)
+		}
+	}
+	if n := strings.Count(logs.String(), "session save failed"); n != 10 {
+		t.Fatalf("100 failed requests logged %d lines, want the budget of 10:\n%s", n, logs)
+	}
+	h.errs.mu.Lock()
+	h.errs.msgs["session save failed"].start = time.Now().Add(-2 * time.Hour) // the window ends
+	h.errs.mu.Unlock()
+	do(t, c, "POST", srv.URL+"/set?v=x")
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "session save failed") || !strings.Contains(last, "dropped=90") {
+		t.Fatalf("the first line of the next window must count the 90 dropped lines, got %s", last)
+	}
+}

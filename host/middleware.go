@@ -32,7 +32,7 @@ func (h *Host) Wrap(next http.Handler) http.Handler {
 		if c, err := r.Cookie(h.cfg.CookieName); err == nil && c.Value != "" {
 			s, err = h.mgr.Load(r.Context(), c.Value)
 			if err != nil {
-				h.log.Error("session load failed", "error", err, "path", r.URL.Path)
+				h.errs.Error("session load failed", "error", err, "path", r.URL.Path)
 				h.onError(w, r, err)
 				return
 			}
@@ -55,7 +55,7 @@ func (h *Host) Wrap(next http.Handler) http.Handler {
 		// the cookie has gone: a session that needs a new cookie is lost.
 		action, err := h.mgr.Commit(context.WithoutCancel(r.Context()), s)
 		if err != nil {
-			h.log.Error("session save after response failed", "error", err, "path", r.URL.Path)
+			h.errs.Error("session save after response failed", "error", err, "path", r.URL.Path)
 		} else if action != session.CookieKeep {
 			h.log.Warn("session changed after the response started; its cookie could not be updated", "path", r.URL.Path)
 		}
@@ -78,7 +78,7 @@ func (w *responseWriter) commit() {
 	action, err := w.h.mgr.Commit(w.r.Context(), w.s)
 	if err != nil {
 		w.failed = true
-		w.h.log.Error("session save failed", "error", err, "path", w.r.URL.Path)
+		w.h.errs.Error("session save failed", "error", err, "path", w.r.URL.Path)
 		w.h.onError(w.ResponseWriter, w.r, err)
 		return
 	}
