@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -195,6 +196,9 @@ func newCodec(cfg config.Config, log *slog.Logger) (*token.Codec, error) {
 		}
 		return c, nil
 	}
+	if err := keyFileApart(cfg); err != nil {
+		return nil, err
+	}
 	key, created, err := token.LoadOrCreateKey(cfg.SecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("session key (TINA4_SECRET is unset, so the key lives in %s): %w", cfg.SecretFile, err)
@@ -260,4 +264,23 @@ func lookup(settings []string, key string) string {
 		}
 	}
 	return ""
+}
+
+// keyFileApart refuses a key file inside a directory handlers are given:
+// the session folder (every handler is told it) or the plugin directory.
+func keyFileApart(cfg config.Config) error {
+	key, err := filepath.Abs(cfg.SecretFile)
+	if err != nil {
+		return nil
+	}
+	for _, d := range []struct{ name, dir string }{{"TINA4_SESSION_FOLDER", cfg.SessionFolder}, {"TINA4_PLUGIN_DIR", cfg.PluginDir}} {
+		dir, err := filepath.Abs(d.dir)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(dir, key); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("the session key file %s (TINA4_SECRET_FILE) lies inside %s=%s, which session handlers are given; keep the key file outside it, or set TINA4_SECRET", key, d.name, dir)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -325,5 +326,24 @@ func TestAFailingStoreDoesNotFloodTheLog(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	if last := lines[len(lines)-1]; !strings.Contains(last, "session save failed") || !strings.Contains(last, "dropped=90") {
 		t.Fatalf("the first line of the next window must count the 90 dropped lines, got %s", last)
+	}
+}
+
+func TestAKeyFileInsideTheSessionFolderIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_SESSION_HANDLER=Recorder", "TINA4_PLUGIN_DIR=" + dir + "/plugins",
+		"TINA4_SESSION_FOLDER=" + dir + "/sessions", "TINA4_SECRET_FILE=" + dir + "/sessions/secret.key",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), WithConfig(cfg), WithHandler("Recorder", "test", &recorder{m: map[string]sdk.Record{}}),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	if err == nil || !strings.Contains(err.Error(), "TINA4_SESSION_FOLDER") || !strings.Contains(err.Error(), "keep the key file outside it") {
+		t.Fatalf("want a start-up error naming TINA4_SESSION_FOLDER, got %v", err)
+	}
+	if _, err := os.Stat(dir + "/sessions/secret.key"); !os.IsNotExist(err) {
+		t.Errorf("no key file may be created there (stat: %v)", err)
 	}
 }
