@@ -34,6 +34,22 @@ func openSpawner(t *testing.T) (*Handler, string, []int) {
 	return h, mark, proctest.WaitFor(t, markKey, mark, 3, 10*time.Second)
 }
 
+// waitForRelaunch waits until a plugin other than old answers a call.
+func waitForRelaunch(t *testing.T, h *Handler, old int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := h.Load(context.Background(), testID('a'))
+		if errors.Is(err, shared.ErrNotFound) && h.PID() != old {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin (pid %d) was not relaunched after it died: %v", old, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestPluginsRunInAPIDNamespace(t *testing.T) {
 	h, _, _ := openSpawner(t)
 	if noPIDNamespace.Load() {
@@ -53,17 +69,7 @@ func TestCrashWithChildrenHoldingThePipesRestarts(t *testing.T) {
 	}
 	// Before the fix, go-plugin waited for the children to close the pipes
 	// and the plugin was never restarted.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := h.Load(context.Background(), testID('a'))
-		if errors.Is(err, shared.ErrNotFound) && h.PID() != oldPID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the plugin was not restarted after its crash: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForRelaunch(t, h, oldPID)
 	if !proctest.Gone(family, 5*time.Second) {
 		t.Errorf("processes of the crashed plugin survive: %v", family)
 	}
@@ -89,17 +95,7 @@ func TestWithoutPIDNamespaceACrashStillRestarts(t *testing.T) {
 	h, mark, family := openSpawner(t)
 	oldPID := h.PID()
 	h.Load(context.Background(), "crash"+testID('x')[5:])
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := h.Load(context.Background(), testID('a'))
-		if errors.Is(err, shared.ErrNotFound) && h.PID() != oldPID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("without a PID namespace the plugin was not restarted after its crash: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForRelaunch(t, h, oldPID)
 	// The child in the plugin's process group is killed with it; the
 	// setsid grandchild is out of reach without a PID namespace (the docs
 	// say so).
