@@ -163,6 +163,9 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		close(h.done)
 		return h, nil
 	}
+	sweepStale(func(dir string) {
+		cfg.Logger.Info("removed the private directory of a plugin whose host was killed", "dir", dir)
+	})
 	in, err := launch(ctx, path, cfg.Name, cfg)
 	if err != nil {
 		return nil, err

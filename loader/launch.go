@@ -163,7 +163,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 	// go-plugin's socket and the plugin's temporary files go where the host
 	// removes them when the plugin stops, crashed or not) and, unless the
 	// host asked for gRPC only, the home of its fast-transport socket.
-	runDir, err := os.MkdirTemp("", "tina4-plugin-")
+	runDir, err := os.MkdirTemp("", runDirPrefix+"*")
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("start session handler %s: make its private directory (check TMPDIR): %w", name, err)

@@ -113,3 +113,9 @@ func pluginCredential(name string) (*credential, error) {
 // get no user namespace needs it too. It is not done otherwise because the
 // kernel only lets a dumpable process map a user namespace for a child.
 func protectMemory() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }
+
+// ownedByMe reports whether fi belongs to this process's effective user.
+func ownedByMe(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}

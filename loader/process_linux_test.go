@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -196,5 +197,46 @@ func TestPluginUser(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), Config{Name: "Probe", Dir: dir, User: "no-such-user-here", Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "no such user") {
 		t.Errorf("an unknown TINA4_PLUGIN_USER: want 'no such user', got %v", err)
+	}
+}
+
+func TestSweepRemovesOnlyDeadOldPluginDirectories(t *testing.T) {
+	tmp := t.TempDir()
+	mk := func(name string, age time.Duration, fill func(dir string)) string {
+		dir := filepath.Join(tmp, name)
+		os.Mkdir(dir, 0o700)
+		fill(dir)
+		old := time.Now().Add(-age)
+		os.Chtimes(dir, old, old)
+		return dir
+	}
+	deadSocket := func(dir string) {
+		l, err := net.Listen("unix", filepath.Join(dir, "plugin1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close() // the socket file stays, nobody listens: a killed plugin
+	}
+	dead := mk(runDirPrefix+"dead", 2*time.Minute, deadSocket)
+	young := mk(runDirPrefix+"young", 0, deadSocket)
+	live := mk(runDirPrefix+"live", 2*time.Minute, func(dir string) {
+		l, err := net.Listen("unix", filepath.Join(dir, "handler.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+	})
+	withFile := mk(runDirPrefix+"file", 2*time.Minute, func(dir string) { os.WriteFile(filepath.Join(dir, "data"), []byte("x"), 0o600) })
+	other := mk("something-else", 2*time.Minute, deadSocket)
+	var removed []string
+	sweep(tmp, func(dir string) { removed = append(removed, dir) })
+	if !slices.Equal(removed, []string{dead}) {
+		t.Fatalf("sweep removed %v, want only %s", removed, dead)
+	}
+	for _, d := range []string{young, live, withFile, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s must be left alone: %v", d, err)
+		}
 	}
 }

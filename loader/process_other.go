@@ -4,6 +4,7 @@ package loader
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"sync/atomic"
 )
@@ -32,3 +33,6 @@ func watchExit(int, chan<- struct{}) {}
 
 // protectMemory has no equivalent here; see docs/architecture.md.
 func protectMemory() error { return nil }
+
+// ownedByMe: no sweeping of stale plugin directories off Linux.
+func ownedByMe(os.FileInfo) bool { return false }

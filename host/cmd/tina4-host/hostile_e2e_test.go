@@ -36,10 +36,25 @@ func startSpawner(t *testing.T) (*hostProc, string, []int) {
 
 func TestHostSIGKILLLeavesNothingThePluginStarted(t *testing.T) {
 	s, mark, family := startSpawner(t)
+	runDir, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", s.pluginPID(t)))
+	if err != nil || !strings.Contains(runDir, "tina4-plugin-") {
+		t.Fatalf("the plugin should run in its private directory, cwd %q (%v)", runDir, err)
+	}
 	s.cmd.Process.Kill()
 	<-s.done
 	if !proctest.Gone(family, 10*time.Second) {
 		t.Fatalf("after the host was killed with SIGKILL, these survive: %v", proctest.Marked(markKey, mark))
+	}
+	// Nothing ran to remove the plugin's private directory; the next host
+	// does, once it is old enough not to be a launch in progress.
+	if _, err := os.Stat(runDir); err != nil {
+		t.Fatalf("expected the killed plugin's directory %s to be left behind: %v", runDir, err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(runDir, old, old)
+	next := startServer(t, serverOpts{})
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Errorf("the next host did not remove %s (stat: %v):\n%s", runDir, err, next.log)
 	}
 }
 
