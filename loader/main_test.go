@@ -2,9 +2,12 @@ package loader
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +19,23 @@ import (
 // binDir holds the real plugin binaries built once for every test.
 var binDir string
 
+// dialEnv makes the test binary, run as a child, only try to connect to the
+// Unix socket it names and exit 0 (connected), 3 (permission denied) or 4.
+const dialEnv = "TINA4_LOADER_TEST_DIAL"
+
 func TestMain(m *testing.M) {
+	if path := os.Getenv(dialEnv); path != "" {
+		c, err := net.Dial("unix", path)
+		switch {
+		case err == nil:
+			c.Close()
+			os.Exit(0)
+		case errors.Is(err, fs.ErrPermission):
+			os.Exit(3)
+		}
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
 	dir, err := os.MkdirTemp("", "tina4-loader-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

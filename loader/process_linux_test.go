@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -238,5 +240,59 @@ func TestSweepRemovesOnlyDeadOldPluginDirectories(t *testing.T) {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s must be left alone: %v", d, err)
 		}
+	}
+}
+
+func TestAnotherUserCannotReachTheFastSocket(t *testing.T) {
+	h, _ := openProbe(t, "Probe", "", 0)
+	h.mu.RLock()
+	sock := filepath.Join(h.cur.runDir, shared.FastSocketName)
+	h.mu.RUnlock()
+	if os.Geteuid() != 0 {
+		// Only root can start a process as another user; the directory's
+		// mode (TestFastSocketIsPrivate) is what keeps them out.
+		t.Logf("not root: checked through the directory's mode only")
+		return
+	}
+	// This test binary, copied where nobody can run it, tries to connect.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "tina4-dial-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	copyFile(t, exe, filepath.Join(dir, "dial"), 0o755)
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("running as root, the test needs the user nobody: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	run := func(cred *syscall.Credential) int {
+		cmd := exec.Command(filepath.Join(dir, "dial"))
+		cmd.Env = []string{dialEnv + "=" + sock}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			if exit.ExitCode() == 4 {
+				t.Logf("dial: %s", out)
+			}
+			return exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	if code := run(nil); code != 0 {
+		t.Fatalf("the host's own user cannot connect to %s (exit %d); the test proves nothing", sock, code)
+	}
+	if code := run(&syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}); code != 3 {
+		t.Fatalf("another user connecting to the fast socket: want permission denied (exit 3), got exit %d", code)
 	}
 }
