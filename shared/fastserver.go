@@ -56,8 +56,16 @@ type fastServerConn struct {
 func serveFastConn(c net.Conn, secret []byte, impl Store, hangups *hangupWatcher) {
 	sc := &fastServerConn{c: c, r: bufio.NewReaderSize(c, 32<<10), impl: impl}
 	c.SetReadDeadline(time.Now().Add(fastHelloTimeout))
-	h, got, err := sc.next()
-	if err != nil || h.op != fastHello || subtle.ConstantTimeCompare(got, secret) != 1 {
+	// The hello is checked from its header before its body is read, so a
+	// stranger cannot make the server allocate anything.
+	var hb [fastHeaderLen]byte
+	var h fastHeader
+	got := make([]byte, FastSecretSize)
+	if err := readHeader(sc.r, hb[:], &h); err != nil || h.op != fastHello || h.bodyLen != FastSecretSize {
+		c.Close()
+		return
+	}
+	if _, err := io.ReadFull(sc.r, got); err != nil || subtle.ConstantTimeCompare(got, secret) != 1 {
 		c.Close()
 		return
 	}
