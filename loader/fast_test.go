@@ -146,12 +146,12 @@ func TestCancellationReachesTheHandler(t *testing.T) {
 				_, err := h.Load(ctx, id)
 				errc <- err
 			}()
-			time.Sleep(200 * time.Millisecond) // let the call reach the handler
+			waitForLine(t, log, id+" started") // the call is in the handler
 			cancel()
 			if err := <-errc; !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
 				t.Errorf("a cancelled call must return context.Canceled (not ErrUnavailable), got %v", err)
 			}
-			if line := waitForLine(t, log, id); !strings.Contains(line, "context canceled") {
+			if line := waitForLine(t, log, id+" context"); !strings.Contains(line, "context canceled") {
 				t.Errorf("the handler's ctx ended with %q, want context canceled", line)
 			}
 		})
@@ -161,17 +161,19 @@ func TestCancellationReachesTheHandler(t *testing.T) {
 func TestHungCallDoesNotBlockOtherIDs(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
-			h, _ := openProbe(t, tr.handler, tr.transport, time.Minute)
+			h, log := openProbe(t, tr.handler, tr.transport, time.Minute)
 			ctx, cancel := context.WithCancel(context.Background())
 			var hung sync.WaitGroup
-			for range 8 {
+			for i := range 8 {
 				hung.Add(1)
 				go func() {
 					defer hung.Done()
-					h.Load(ctx, probeID("hang"))
+					h.Load(ctx, probeID(fmt.Sprintf("hang%d", i)))
 				}()
 			}
-			time.Sleep(200 * time.Millisecond)
+			for i := range 8 {
+				waitForLine(t, log, fmt.Sprintf("hang%d", i)) // in the handler, hanging
+			}
 			// Eight calls hang until cancel; ordinary calls still go through.
 			id := testID('o')
 			rec := shared.Record{Data: []byte("other"), Expires: time.Now().Add(time.Hour)}
@@ -439,7 +441,9 @@ func TestCallsInFlightAreCapped(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.Load(ctx, probeID("hang")) }()
 	}
-	time.Sleep(100 * time.Millisecond)                  // both slots taken until the hung calls time out at 3s
+	for len(h.slots) < 2 { // both slots taken until the hung calls time out at 3s
+		time.Sleep(5 * time.Millisecond)
+	}
 	_, err := h.Load(context.Background(), testID('q')) // gives up waiting at 1.6s
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "TINA4_PLUGIN_MAX_CALLS") {
 		t.Fatalf("a call beyond MaxCalls: want ErrUnavailable naming TINA4_PLUGIN_MAX_CALLS, got %v", err)

@@ -3,8 +3,9 @@
 // each transport:
 //
 //	dl...    Load answers with the deadline its ctx carries (RFC 3339, ns)
-//	hang...  Load blocks until its ctx is done, then appends "<id> <ctx.Err()>"
-//	         to the file named by TINA4_SESSION_PROBE_LOG and returns ctx.Err()
+//	hang...  Load appends "<id> started" to the file named by
+//	         TINA4_SESSION_PROBE_LOG, blocks until its ctx is done, then appends
+//	         "<id> <ctx.Err()>" and returns ctx.Err()
 //	fail...  Load fails with "probe store exploded"
 //	huge...  Load returns a record one byte over sdk.MaxRecordSize
 //	big...   Load returns a record of 8 MiB (within the protocol's limit)
@@ -43,11 +44,9 @@ func (p *probe) Load(ctx context.Context, id string) (sdk.Record, error) {
 		}
 		return sdk.Record{Data: []byte(dl.Format(time.RFC3339Nano)), Expires: time.Now().Add(time.Hour)}, nil
 	case strings.HasPrefix(id, "hang"):
+		p.note(id + " started")
 		<-ctx.Done()
-		if f, err := os.OpenFile(p.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-			fmt.Fprintf(f, "%s %v\n", id, ctx.Err())
-			f.Close()
-		}
+		p.note(fmt.Sprintf("%s %v", id, ctx.Err()))
 		return sdk.Record{}, ctx.Err()
 	case strings.HasPrefix(id, "fail"):
 		return sdk.Record{}, errors.New("probe store exploded")
@@ -75,6 +74,16 @@ func (p *probe) Load(ctx context.Context, id string) (sdk.Record, error) {
 		return sdk.Record{}, sdk.ErrNotFound
 	}
 	return rec, nil
+}
+
+// note appends a line to the probe's log file.
+func (p *probe) note(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, err := os.OpenFile(p.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		fmt.Fprintln(f, line)
+		f.Close()
+	}
 }
 
 func (p *probe) Save(ctx context.Context, id string, r sdk.Record) error {
