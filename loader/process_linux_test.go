@@ -2,8 +2,6 @@ package loader
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -22,17 +20,14 @@ import (
 	"github.com/tina4go/sessions/shared"
 )
 
-const markKey = "TINA4_SESSION_SPAWN_MARK"
+const markKey = proctest.SpawnMark
 
 // openSpawner launches the Spawner plugin (itself, a child holding its
 // pipes and a setsid grandchild) with a fresh marker, and waits for all
 // three processes.
 func openSpawner(t *testing.T) (*Handler, string, []int) {
 	t.Helper()
-	b := make([]byte, 8)
-	rand.Read(b)
-	mark := hex.EncodeToString(b)
-	t.Cleanup(func() { proctest.KillMarked(markKey, mark) })
+	mark := proctest.NewMark(t)
 	h := open(t, Config{Name: "Spawner", Dir: pluginDir(t, "Spawner"), Env: []string{markKey + "=" + mark}})
 	return h, mark, proctest.WaitFor(t, markKey, mark, 3, 10*time.Second)
 }

@@ -7,6 +7,8 @@ package proctest
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,4 +92,18 @@ func KillMarked(key, value string) {
 	for _, pid := range Marked(key, value) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// SpawnMark is the variable the Spawner test plugin (loader/testdata/spawner)
+// and its descendants carry; tests pass it to the plugin as a TINA4_* setting.
+const SpawnMark = "TINA4_SESSION_SPAWN_MARK"
+
+// NewMark returns a fresh marker value for SpawnMark and kills every
+// process carrying it when t ends, so a failing test leaves nothing running.
+func NewMark(t testing.TB) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	mark := hex.EncodeToString(b)
+	t.Cleanup(func() { KillMarked(SpawnMark, mark) })
+	return mark
 }

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,16 +17,13 @@ import (
 	"github.com/tina4go/sessions/internal/proctest"
 )
 
-const markKey = "TINA4_SESSION_SPAWN_MARK"
+const markKey = proctest.SpawnMark
 
 // startSpawner serves with the Spawner plugin, which starts a child holding
 // its pipes and a setsid grandchild. Every process of the family, and the
 // host (which passes TINA4_* settings on), carries a fresh marker.
 func startSpawner(t *testing.T) (*hostProc, string, []int) {
-	b := make([]byte, 8)
-	rand.Read(b)
-	mark := hex.EncodeToString(b)
-	t.Cleanup(func() { proctest.KillMarked(markKey, mark) })
+	mark := proctest.NewMark(t)
 	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + hostileDir, "TINA4_SESSION_HANDLER=Spawner", markKey + "=" + mark}})
 	// The host, the plugin, its child and its setsid grandchild.
 	return s, mark, proctest.WaitFor(t, markKey, mark, 4, 10*time.Second)
