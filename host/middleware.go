@@ -39,6 +39,7 @@ func (h *Host) Wrap(next http.Handler) http.Handler {
 		} else {
 			s = h.mgr.New()
 		}
+		defer h.mgr.Release(s)
 		sw := &responseWriter{ResponseWriter: w, h: h, s: s, r: r}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
 		if !sw.committed {

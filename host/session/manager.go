@@ -36,6 +36,8 @@ type Manager struct {
 	Now func() time.Time
 	// Logger receives notes about rejected or unreadable sessions.
 	Logger *slog.Logger
+
+	local localSessions // requests holding the same session in this process
 }
 
 func (m *Manager) now() time.Time {
@@ -69,24 +71,59 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 		return &Session{}, nil
 	}
 	fresh := &Session{cookieID: id}
-	rec, err := m.Store.Load(ctx, id)
-	if errors.Is(err, shared.ErrNotFound) {
+	// The generation is read before the record, so a commit that lands in
+	// between is noticed (at worst as a needless merge).
+	e := m.local.acquire(id)
+	e.mu.Lock()
+	gen := e.gen
+	e.mu.Unlock()
+	values, expires, err := m.loadValues(ctx, id)
+	if err != nil || values == nil {
+		m.local.release(id, e)
+		if err != nil {
+			return nil, err
+		}
 		return fresh, nil
 	}
+	return &Session{id: id, cookieID: id, values: values, expires: expires, stored: true, entry: e, entryID: id, loadedGen: gen}, nil
+}
+
+// loadValues loads and opens the record of id. A missing, expired,
+// tampered or unreadable record gives nil values and no error.
+func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.RawMessage, time.Time, error) {
+	rec, err := m.Store.Load(ctx, id)
+	if errors.Is(err, shared.ErrNotFound) {
+		return nil, time.Time{}, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("load session: %w", err)
+		return nil, time.Time{}, fmt.Errorf("load session: %w", err)
 	}
 	raw, expires, err := m.Codec.Open(id, rec.Data, m.now())
 	if err != nil {
 		m.log().Info("stored session rejected; starting a new one", "reason", err.Error())
-		return fresh, nil
+		return nil, time.Time{}, nil
 	}
 	var values map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &values); err != nil {
 		m.log().Warn("stored session unreadable; starting a new one", "error", err.Error())
-		return fresh, nil
+		return nil, time.Time{}, nil
 	}
-	return &Session{id: id, cookieID: id, values: values, expires: expires, stored: true}, nil
+	if values == nil {
+		values = map[string]json.RawMessage{}
+	}
+	return values, expires, nil
+}
+
+// Release ends the request's hold on its session: call it once the request
+// is done with s (the middleware does). Nothing is written.
+func (m *Manager) Release(s *Session) {
+	s.mu.Lock()
+	e, id := s.entry, s.entryID
+	s.entry = nil
+	s.mu.Unlock()
+	if e != nil {
+		m.local.release(id, e)
+	}
 }
 
 // CookieAction says what a commit needs the response's cookie to do.
@@ -108,18 +145,91 @@ const (
 func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e := s.entry; e != nil {
+		// Commits of one session are serialized on this host.
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.destroyed {
+			// Another request destroyed this session (or gave it a new id)
+			// after this one loaded it: nothing of this request may bring
+			// it back. Its changes are dropped and its cookie left alone
+			// (the client already has the newer one, or none).
+			s.dirty, s.changes, s.toClose = false, nil, nil
+			return CookieKeep, nil
+		}
+		if e.gen != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
+			// Another request committed this session since this one
+			// loaded it: apply this request's changes, key by key, to the
+			// record as it is now, so the other request's changes stay.
+			if err := m.merge(ctx, s); err != nil {
+				return CookieKeep, err
+			}
+		}
+		closing := contains(s.toClose, s.entryID)
+		action, wrote, err := m.commit(ctx, s)
+		if (err == nil && s.id != s.entryID) || (closing && !contains(s.toClose, s.entryID)) {
+			// This request deleted the loaded id (Destroy, Regenerate, or
+			// it emptied the session): the others still holding it are
+			// stale from now on.
+			e.destroyed = true
+		}
+		if wrote {
+			e.gen++
+			s.loadedGen = e.gen
+		}
+		return action, err
+	}
+	action, _, err := m.commit(ctx, s)
+	return action, err
+}
+
+// merge replaces s's values with the stored record's plus this request's
+// changes; a record that is gone gives just this request's changes.
+func (m *Manager) merge(ctx context.Context, s *Session) error {
+	fresh, _, err := m.loadValues(ctx, s.id)
+	if err != nil {
+		return err
+	}
+	if fresh == nil {
+		fresh = map[string]json.RawMessage{}
+	}
+	for k, v := range s.changes {
+		if v == nil {
+			delete(fresh, k)
+		} else {
+			fresh[k] = v
+		}
+	}
+	s.values = fresh
+	return nil
+}
+
+func contains(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// commit writes s as it is now and reports whether it wrote to the store;
+// s.mu is held.
+func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, wrote bool, err error) {
 	for len(s.toClose) > 0 {
 		if err := m.Store.Close(ctx, s.toClose[0]); err != nil {
-			return CookieKeep, fmt.Errorf("destroy session: %w", err)
+			return CookieKeep, wrote, fmt.Errorf("destroy session: %w", err)
 		}
 		s.toClose = s.toClose[1:]
+		wrote = true
 	}
 	now := m.now()
 	if len(s.values) == 0 {
 		if s.stored {
 			if err := m.Store.Close(ctx, s.id); err != nil {
-				return CookieKeep, fmt.Errorf("destroy emptied session: %w", err)
+				return CookieKeep, wrote, fmt.Errorf("destroy emptied session: %w", err)
 			}
+			wrote = true
 			s.stored = false
 			s.id = ""
 		}
@@ -127,31 +237,32 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 		if s.cookieID != "" || s.destroyed {
 			s.cookieID = ""
 			s.destroyed = false
-			return CookieExpire, nil
+			return CookieExpire, wrote, nil
 		}
-		return CookieKeep, nil
+		return CookieKeep, wrote, nil
 	}
 	sliding := s.stored && s.expires.Sub(now) < m.TTL/2
 	if !s.dirty && !sliding {
-		return CookieKeep, nil
+		return CookieKeep, wrote, nil
 	}
 	if s.id == "" {
 		s.id = NewID()
 	}
 	raw, err := json.Marshal(s.values)
 	if err != nil {
-		return CookieKeep, fmt.Errorf("encode session: %w", err)
+		return CookieKeep, wrote, fmt.Errorf("encode session: %w", err)
 	}
 	expires := now.Add(m.TTL).Truncate(time.Second)
 	tok, err := m.Codec.Seal(s.id, raw, now, expires)
 	if err != nil {
-		return CookieKeep, fmt.Errorf("seal session: %w", err)
+		return CookieKeep, wrote, fmt.Errorf("seal session: %w", err)
 	}
 	if err := m.Store.Save(ctx, s.id, shared.Record{Data: tok, Expires: expires}); err != nil {
-		return CookieKeep, fmt.Errorf("save session: %w", err)
+		return CookieKeep, wrote, fmt.Errorf("save session: %w", err)
 	}
 	s.stored, s.dirty, s.expires, s.cookieID, s.destroyed = true, false, expires, s.id, false
-	return CookieSet, nil
+	s.changes = nil
+	return CookieSet, true, nil
 }
 
 // CookieOptions are the attributes of the session cookie.

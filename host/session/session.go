@@ -27,6 +27,25 @@ type Session struct {
 	dirty     bool
 	toClose   []string // ids to destroy at commit (Destroy, Regenerate)
 	destroyed bool
+
+	// What this request changed, key by key (a nil value: removed), so a
+	// commit can apply exactly these changes to a record another request
+	// changed in the meantime.
+	changes map[string]json.RawMessage
+	// The host-local entry of the id this session was loaded under, and
+	// its generation at load time (see localSessions); nil for a session
+	// that was not loaded from the store.
+	entry     *localEntry
+	entryID   string
+	loadedGen uint64
+}
+
+// change notes that this request set key to raw (nil: removed it).
+func (s *Session) change(key string, raw json.RawMessage) {
+	if s.changes == nil {
+		s.changes = make(map[string]json.RawMessage)
+	}
+	s.changes[key] = raw
 }
 
 // ID returns the session id, or "" for a new session that has not been
@@ -95,6 +114,7 @@ func (s *Session) Set(key string, v any) error {
 		s.values = make(map[string]json.RawMessage)
 	}
 	s.values[key] = raw
+	s.change(key, raw)
 	s.dirty = true
 	return nil
 }
@@ -105,6 +125,7 @@ func (s *Session) Unset(key string) {
 	defer s.mu.Unlock()
 	if _, ok := s.values[key]; ok {
 		delete(s.values, key)
+		s.change(key, nil)
 		s.dirty = true
 	}
 }
@@ -142,6 +163,7 @@ func (s *Session) Destroy() {
 	s.id = ""
 	s.stored = false
 	s.values = nil
+	s.changes = nil
 	s.dirty = false
 	s.destroyed = true
 }

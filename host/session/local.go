@@ -1,0 +1,55 @@
+package session
+
+import "sync"
+
+// localSessions coordinates, within one host process, the requests that
+// hold the same session at once. It keeps an entry per session id while at
+// least one request holds it:
+//
+//   - a generation, bumped by every commit that writes or deletes the
+//     record, so a request can tell whether another one committed since it
+//     loaded (and then merges its own changes into the current record
+//     instead of overwriting it);
+//   - whether a request destroyed the id (Destroy, Regenerate, or emptying
+//     it), so the other requests still holding it cannot write it back;
+//   - a mutex that serializes commits of the id.
+//
+// It covers one process. Requests for one session on several hosts are
+// not coordinated (see docs/user-guide.md, Concurrency).
+type localSessions struct {
+	mu sync.Mutex
+	m  map[string]*localEntry
+}
+
+type localEntry struct {
+	mu        sync.Mutex // held for a whole commit of the id
+	gen       uint64     // under mu
+	destroyed bool       // under mu
+	holders   int        // under localSessions.mu
+}
+
+// acquire returns id's entry, counting the caller as a holder until release.
+func (l *localSessions) acquire(id string) *localEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = make(map[string]*localEntry)
+	}
+	e := l.m[id]
+	if e == nil {
+		e = &localEntry{}
+		l.m[id] = e
+	}
+	e.holders++
+	return e
+}
+
+// release drops the caller's hold on id's entry; the last holder removes
+// it (no request on this host can then commit the id from an old load).
+func (l *localSessions) release(id string, e *localEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e.holders--; e.holders == 0 && l.m[id] == e {
+		delete(l.m, id)
+	}
+}
