@@ -117,6 +117,9 @@ func tina4Counter(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, strconv.Itoa(n+1))
 }
 
+// counter is tina4Counter as an http.Handler.
+var counter = http.HandlerFunc(tina4Counter)
+
 func scsCounter(sm *scs.SessionManager) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := sm.GetInt(r.Context(), "n") + 1
@@ -139,21 +142,32 @@ type counterVariant struct {
 // each round runs them and the summary lists them.
 var counterVariants = []counterVariant{
 	{"a", "a_tina4_plugin", "tina4, Redis handler as a plugin, fast transport",
-		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportFast) }},
+		func(b *testing.B, addr string) http.Handler {
+			return tina4Redis(b, addr, loader.TransportFast).Wrap(counter)
+		}},
 	{"b", "b_tina4_inprocess", "tina4, the same Redis handler in process",
-		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportInProcess) }},
+		func(b *testing.B, addr string) http.Handler {
+			return tina4Redis(b, addr, loader.TransportInProcess).Wrap(counter)
+		}},
 	{"c", "c_scs_redisstore", "scs v2 + redisstore",
-		func(b *testing.B, addr string) http.Handler { return scsRedis(b, addr) }},
+		func(b *testing.B, addr string) http.Handler {
+			sm := scsRedis(b, addr)
+			return sm.LoadAndSave(scsCounter(sm))
+		}},
 	{"d", "d_tina4_file_plugin", "tina4, file handler as a plugin, fast transport",
-		func(b *testing.B, _ string) http.Handler { return tina4File(b, loader.TransportFast) }},
+		func(b *testing.B, _ string) http.Handler { return tina4File(b, loader.TransportFast).Wrap(counter) }},
 	{"e", "e_tina4_file_inprocess", "tina4, file handler built in",
-		func(b *testing.B, _ string) http.Handler { return tina4File(b, loader.TransportInProcess) }},
+		func(b *testing.B, _ string) http.Handler {
+			return tina4File(b, loader.TransportInProcess).Wrap(counter)
+		}},
 	{"f", "f_plain_nethttp", "plain net/http, no sessions",
 		func(*testing.B, string) http.Handler { return plain() }},
 	{"g", "g_scs_memstore", "scs v2 + memstore (its default)",
 		func(b *testing.B, _ string) http.Handler { return scsMemory(b) }},
 	{"h", "h_tina4_plugin_grpc", "tina4, Redis handler as a plugin, gRPC",
-		func(b *testing.B, addr string) http.Handler { return tina4Redis(b, addr, loader.TransportGRPC) }},
+		func(b *testing.B, addr string) http.Handler {
+			return tina4Redis(b, addr, loader.TransportGRPC).Wrap(counter)
+		}},
 }
 
 const benchSecret = "bench-secret-0123456789abcdef0123456789"
@@ -163,7 +177,7 @@ const benchSecret = "bench-secret-0123456789abcdef0123456789"
 // (loader.TransportFast) or over gRPC (loader.TransportGRPC, set with
 // TINA4_PLUGIN_TRANSPORT=grpc), or the same handler code in process
 // (loader.TransportInProcess).
-func tina4Redis(b *testing.B, addr, transport string) http.Handler {
+func tina4Redis(b *testing.B, addr, transport string) *host.Host {
 	url := "redis://" + addr + "/0"
 	env := []string{
 		"TINA4_PLUGIN_DIR=" + pluginDir,
@@ -202,7 +216,7 @@ func tina4Redis(b *testing.B, addr, transport string) http.Handler {
 
 // tina4File starts our host on the file handler, as a plugin binary
 // (loader.TransportFast) or the built-in (loader.TransportInProcess).
-func tina4File(b *testing.B, transport string) http.Handler {
+func tina4File(b *testing.B, transport string) *host.Host {
 	dir := pluginDir
 	if transport == loader.TransportInProcess {
 		dir = b.TempDir() // no binary: the built-in serves
@@ -218,7 +232,7 @@ func tina4File(b *testing.B, transport string) http.Handler {
 // handler is reached the way the variant means (want, a loader transport),
 // and returns the counter behind the host's middleware. The host stops when
 // b ends.
-func openHost(b *testing.B, env []string, want string, opts ...host.Option) http.Handler {
+func openHost(b *testing.B, env []string, want string, opts ...host.Option) *host.Host {
 	cfg, err := config.Load(config.Options{Dir: b.TempDir(), Environ: env})
 	if err != nil {
 		b.Fatal(err)
@@ -241,7 +255,7 @@ func openHost(b *testing.B, env []string, want string, opts ...host.Option) http
 		b.Fatalf("%s is reached over %q, not %q as this variant means (from the loader's %q log line)",
 			hi.Name, got, want, startMessage)
 	}
-	return h.Wrap(http.HandlerFunc(tina4Counter))
+	return h
 }
 
 // startMessage is the line the loader logs when a plugin has started, with
@@ -282,13 +296,13 @@ func (l *startLog) transport() string {
 }
 
 // scsRedis is scs v2 on the same redis-server through its redisstore.
-func scsRedis(b *testing.B, addr string) http.Handler {
+func scsRedis(b *testing.B, addr string) *scs.SessionManager {
 	pool := &redigo.Pool{MaxIdle: 64, Dial: func() (redigo.Conn, error) { return redigo.Dial("tcp", addr) }}
 	b.Cleanup(func() { pool.Close() })
 	sm := scs.New()
 	sm.Store = redisstore.New(pool)
 	sm.Lifetime = 30 * time.Minute
-	return sm.LoadAndSave(scsCounter(sm))
+	return sm
 }
 
 // scsMemory is scs v2 with the store scs.New() gives it: memstore, a map in

@@ -97,6 +97,9 @@ func printSummary(w io.Writer) {
 	if has("Transport") {
 		transportSummary(w)
 	}
+	if has("Concurrent") {
+		concurrentSummary(w)
+	}
 }
 
 func counterSummary(w io.Writer) {
