@@ -3,12 +3,14 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +347,80 @@ func TestAKeyFileInsideTheSessionFolderIsRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/sessions/secret.key"); !os.IsNotExist(err) {
 		t.Errorf("no key file may be created there (stat: %v)", err)
+	}
+}
+
+// fileHost is a host on the built-in file handler in a folder of its own,
+// serving app.
+func fileHost(t *testing.T, app http.Handler) (*httptest.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	folder := filepath.Join(dir, "sessions")
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_PLUGIN_DIR=" + filepath.Join(dir, "no-plugins"), "TINA4_SESSION_FOLDER=" + folder,
+		"TINA4_SECRET=host-test-secret-0123456789abcdef",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(context.Background(), WithConfig(cfg), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	srv := httptest.NewServer(h.Wrap(app))
+	t.Cleanup(srv.Close)
+	return srv, folder
+}
+
+func TestALogoutRacingSlowRequestsStaysALogout(t *testing.T) {
+	// Slow requests load the session, take their time, then write: the
+	// logout commits while they sleep, and they commit after it.
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) { FromRequest(r).Set("user", "alice") })
+	mux.HandleFunc("POST /slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		FromRequest(r).Set(r.URL.Query().Get("k"), 1)
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) { FromRequest(r).Destroy() })
+	srv, folder := fileHost(t, mux)
+	c := client(t)
+	resp, _ := do(t, c, "POST", srv.URL+"/login")
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		cookie = ck
+	}
+	if cookie == nil {
+		t.Fatal("login set no cookie")
+	}
+	send := func(path string) *http.Response {
+		req, _ := http.NewRequest("POST", srv.URL+path, nil)
+		req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		resp.Body.Close()
+		return resp
+	}
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() { defer wg.Done(); send(fmt.Sprintf("/slow?k=k%02d", i)) }()
+	}
+	time.Sleep(100 * time.Millisecond) // the slow requests have loaded the session and sleep
+	if r := send("/logout"); r == nil || r.StatusCode != 200 {
+		t.Fatalf("logout failed")
+	}
+	wg.Wait()
+	// Nothing may be stored: not the old id, and no new one (a stale
+	// request does not start a session of its own either).
+	if entries, _ := os.ReadDir(folder); len(entries) != 0 {
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name()
+		}
+		t.Fatalf("after the logout, requests that loaded the session before it wrote it back: %v", names)
 	}
 }
