@@ -1,6 +1,8 @@
 package session
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -154,5 +156,21 @@ func TestManyConcurrentWritersAllKept(t *testing.T) {
 	m.local.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d host-local entries left after every request released its session", left)
+	}
+}
+
+func TestACommitWaitingForItsSessionStopsWithItsContext(t *testing.T) {
+	m, _, _ := newManager(t)
+	id := stored(t, m, map[string]any{"n": 1.0})
+	busy, waiting := load(t, m, id), load(t, m, id)
+	defer m.Release(busy)
+	defer m.Release(waiting)
+	busy.entry.commit <- struct{}{} // another commit of the session is running
+	defer func() { <-busy.entry.commit }()
+	waiting.Set("n", 2)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := m.Commit(cctx, waiting); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want the caller's context error, got %v", err)
 	}
 }

@@ -1,6 +1,9 @@
 package session
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // localSessions coordinates, within one host process, the requests that
 // hold the same session at once. It keeps an entry per session id while at
@@ -22,10 +25,10 @@ type localSessions struct {
 }
 
 type localEntry struct {
-	mu        sync.Mutex // held for a whole commit of the id
-	gen       uint64     // under mu
-	destroyed bool       // under mu
-	holders   int        // under localSessions.mu
+	commit    chan struct{} // a one-slot lock held for a whole commit of the id
+	gen       atomic.Uint64
+	destroyed atomic.Bool
+	holders   int // under localSessions.mu
 }
 
 // acquire returns id's entry, counting the caller as a holder until release.
@@ -37,7 +40,7 @@ func (l *localSessions) acquire(id string) *localEntry {
 	}
 	e := l.m[id]
 	if e == nil {
-		e = &localEntry{}
+		e = &localEntry{commit: make(chan struct{}, 1)}
 		l.m[id] = e
 	}
 	e.holders++

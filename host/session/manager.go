@@ -74,9 +74,7 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 	// The generation is read before the record, so a commit that lands in
 	// between is noticed (at worst as a needless merge).
 	e := m.local.acquire(id)
-	e.mu.Lock()
-	gen := e.gen
-	e.mu.Unlock()
+	gen := e.gen.Load()
 	values, expires, err := m.loadValues(ctx, id)
 	if err != nil || values == nil {
 		m.local.release(id, e)
@@ -146,10 +144,15 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.entry; e != nil {
-		// Commits of one session are serialized on this host.
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if e.destroyed {
+		// Commits of one session run one at a time on this host; a request
+		// whose client goes away stops waiting.
+		select {
+		case e.commit <- struct{}{}:
+			defer func() { <-e.commit }()
+		case <-ctx.Done():
+			return CookieKeep, fmt.Errorf("commit session: %w", ctx.Err())
+		}
+		if e.destroyed.Load() {
 			// Another request destroyed this session (or gave it a new id)
 			// after this one loaded it: nothing of this request may bring
 			// it back. Its changes are dropped and its cookie left alone
@@ -157,7 +160,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 			s.dirty, s.changes, s.toClose = false, nil, nil
 			return CookieKeep, nil
 		}
-		if e.gen != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
+		if e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
 			// Another request committed this session since this one
 			// loaded it: apply this request's changes, key by key, to the
 			// record as it is now, so the other request's changes stay.
@@ -171,11 +174,10 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 			// This request deleted the loaded id (Destroy, Regenerate, or
 			// it emptied the session): the others still holding it are
 			// stale from now on.
-			e.destroyed = true
+			e.destroyed.Store(true)
 		}
 		if wrote {
-			e.gen++
-			s.loadedGen = e.gen
+			s.loadedGen = e.gen.Add(1)
 		}
 		return action, err
 	}
