@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/tina4go/sessions/shared"
@@ -168,9 +169,9 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 				return CookieKeep, err
 			}
 		}
-		closing := contains(s.toClose, s.entryID)
+		closing := slices.Contains(s.toClose, s.entryID)
 		action, wrote, err := m.commit(ctx, s)
-		if (err == nil && s.id != s.entryID) || (closing && !contains(s.toClose, s.entryID)) {
+		if (err == nil && s.id != s.entryID) || (closing && !slices.Contains(s.toClose, s.entryID)) {
 			// This request deleted the loaded id (Destroy, Regenerate, or
 			// it emptied the session): the others still holding it are
 			// stale from now on.
@@ -204,15 +205,6 @@ func (m *Manager) merge(ctx context.Context, s *Session) error {
 	}
 	s.values = fresh
 	return nil
-}
-
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // commit writes s as it is now and reports whether it wrote to the store;
