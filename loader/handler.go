@@ -281,7 +281,7 @@ func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, 
 	}
 	err = fn(ctx, in.store)
 	switch {
-	case err == nil, errors.Is(err, shared.ErrNotFound):
+	case err == nil, errors.Is(err, shared.ErrNotFound), errors.Is(err, shared.ErrConflict):
 		in.served.Add(1)
 		return err
 	case parent.Err() != nil:
@@ -367,6 +367,55 @@ func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error 
 		return fmt.Errorf("%s Save: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.cfg.Name, shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
 	}
 	return h.call(ctx, "Save", func(ctx context.Context, s shared.Store) error { return s.Save(ctx, id, rec) })
+}
+
+// SaveIf stores rec under id if the stored version is expect (protocol 2,
+// capability "versions"); a *shared.ConflictError when it is not. A handler
+// without the capability gives shared.ErrUnsupported.
+func (h *Handler) SaveIf(ctx context.Context, id string, rec shared.Record, expect uint64) (uint64, error) {
+	if len(rec.Data) > h.cfg.MaxRecordSize {
+		return 0, fmt.Errorf("%s SaveIf: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.cfg.Name, shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
+	}
+	var ver uint64
+	err := h.call(ctx, "SaveIf", func(ctx context.Context, s shared.Store) (err error) {
+		v, ok := s.(shared.Versioned)
+		if !ok {
+			return fmt.Errorf("%w: SaveIf", shared.ErrUnsupported)
+		}
+		ver, err = v.SaveIf(ctx, id, rec, expect)
+		var ce *shared.ConflictError
+		if errors.As(err, &ce) && len(ce.Current.Data) > h.cfg.MaxRecordSize {
+			err = fmt.Errorf("%w: the handler answered a conflict with %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", shared.ErrTooLarge, len(ce.Current.Data), h.cfg.MaxRecordSize)
+		}
+		return err
+	})
+	return ver, err
+}
+
+// Lock takes the lock of id for token until ttl (protocol 2, capability
+// "lock"); false when another token holds it.
+func (h *Handler) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	var got bool
+	err := h.call(ctx, "Lock", func(ctx context.Context, s shared.Store) (err error) {
+		l, ok := s.(shared.Locker)
+		if !ok {
+			return fmt.Errorf("%w: Lock", shared.ErrUnsupported)
+		}
+		got, err = l.Lock(ctx, id, token, ttl)
+		return err
+	})
+	return got, err
+}
+
+// Unlock releases the lock of id if token holds it.
+func (h *Handler) Unlock(ctx context.Context, id, token string) error {
+	return h.call(ctx, "Unlock", func(ctx context.Context, s shared.Store) error {
+		l, ok := s.(shared.Locker)
+		if !ok {
+			return fmt.Errorf("%w: Unlock", shared.ErrUnsupported)
+		}
+		return l.Unlock(ctx, id, token)
+	})
 }
 
 // Close destroys the record for id (the handler contract's Close; use

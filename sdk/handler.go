@@ -9,6 +9,7 @@ package sdk
 
 import (
 	"context"
+	"time"
 
 	"github.com/tina4go/sessions/shared"
 )
@@ -65,6 +66,52 @@ type Handler interface {
 // refused").
 type HealthChecker interface {
 	Health(ctx context.Context) error
+}
+
+// ErrConflict is what SaveIf's *ConflictError matches with errors.Is.
+var ErrConflict = shared.ErrConflict
+
+// ConflictError is SaveIf's answer when the stored record is not the
+// version it was given: the record stored now, or Found=false when there is
+// none (destroyed or expired).
+type ConflictError = shared.ConflictError
+
+// VersionedHandler is an optional interface (protocol 2, capability
+// "versions"). With it, concurrent requests on one session keep each
+// other's writes across every host that shares the store, and a destroyed
+// session stays destroyed: the host saves with SaveIf, giving the version it
+// loaded, and on a conflict applies its changes to the record it gets back
+// and tries again.
+//
+// A VersionedHandler's Load must fill Record.Version.
+type VersionedHandler interface {
+	Handler
+	// SaveIf stores r under id only if the live record under id has
+	// version expect, or, when expect is 0, only if id has no live record.
+	// It returns the version of the new record: never 0, and never a
+	// version id had before (a random 64-bit number is fine; r.Version is
+	// ignored). When the stored version is another, SaveIf writes nothing
+	// and returns &ConflictError{Found: true, Current: <the stored record>};
+	// when there is no live record (none, or expired) and expect is not 0,
+	// it returns &ConflictError{Found: false}. The check and the write must
+	// be one atomic step, also against other processes that share the
+	// store (a Lua script in Redis, a transaction in SQL, a conditional
+	// write in DynamoDB or Mongo).
+	SaveIf(ctx context.Context, id string, r Record, expect uint64) (uint64, error)
+}
+
+// Locker is an optional interface (protocol 2, capability "lock"). It backs
+// TINA4_SESSION_LOCK, which serializes the requests of one session from load
+// to commit across every host that shares the store.
+type Locker interface {
+	// Lock takes the lock of session id for token until ttl has passed and
+	// returns true, unless another token holds a lock on id that has not
+	// expired (then false). Taking it again with the same token extends it.
+	// The lock is not the session record: Load, Save and Close ignore it.
+	Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error)
+	// Unlock releases the lock of id if token holds it, and otherwise does
+	// nothing; it returns nil in both cases.
+	Unlock(ctx context.Context, id, token string) error
 }
 
 // Stopper is an optional interface. Serve calls Stop once before the plugin

@@ -63,7 +63,7 @@ func Serve(cfg Config) error {
 
 	srv := &server{
 		cfg:  cfg,
-		info: shared.Info{Name: cfg.Name, Version: cfg.Version, Protocols: []int{shared.ProtocolVersion}, PID: os.Getpid()},
+		info: shared.Info{Name: cfg.Name, Version: cfg.Version, Protocols: protocols(cfg.Handler), PID: os.Getpid()},
 	}
 	if dir := os.Getenv(shared.FastDirEnv); dir != "" && !cfg.GRPCOnly {
 		l, secret, err := listenFast(dir)
@@ -93,7 +93,7 @@ func Serve(cfg Config) error {
 func NewStore(name, version string, h Handler) shared.Store {
 	return &server{
 		cfg:  Config{Name: name, Version: version, Handler: h},
-		info: shared.Info{Name: name, Version: version, Protocols: []int{shared.ProtocolVersion}, PID: os.Getpid()},
+		info: shared.Info{Name: name, Version: version, Protocols: protocols(h), PID: os.Getpid()},
 	}
 }
 
@@ -103,11 +103,28 @@ type server struct {
 	info shared.Info
 }
 
+// protocols lists the protocol versions a handler serves: every Go handler
+// speaks both; what protocol 2 adds is offered through capabilities.
+func protocols(Handler) []int { return append([]int(nil), shared.Protocols...) }
+
+// capabilities lists what h offers beyond Load, Save and Close.
+func capabilities(h Handler) []string {
+	var caps []string
+	if _, ok := h.(HealthChecker); ok {
+		caps = append(caps, shared.CapabilityHealth)
+	}
+	if _, ok := h.(VersionedHandler); ok {
+		caps = append(caps, shared.CapabilityVersions)
+	}
+	if _, ok := h.(Locker); ok {
+		caps = append(caps, shared.CapabilityLock)
+	}
+	return caps
+}
+
 func (s *server) Info(context.Context) (shared.Info, error) {
 	info := s.info
-	if _, ok := s.cfg.Handler.(HealthChecker); ok {
-		info.Capabilities = append([]string(nil), shared.CapabilityHealth)
-	}
+	info.Capabilities = capabilities(s.cfg.Handler)
 	return info, nil
 }
 
@@ -144,6 +161,50 @@ func (s *server) Save(ctx context.Context, id string, r Record) error {
 		return fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(r.Data))
 	}
 	return s.cfg.Handler.Save(ctx, id, r)
+}
+
+func (s *server) SaveIf(ctx context.Context, id string, r Record, expect uint64) (uint64, error) {
+	v, ok := s.cfg.Handler.(VersionedHandler)
+	if !ok {
+		return 0, fmt.Errorf("%w: %s has no SaveIf (capability %q)", shared.ErrUnsupported, s.cfg.Name, shared.CapabilityVersions)
+	}
+	if !ValidID(id) {
+		return 0, ErrInvalidID
+	}
+	if len(r.Data) > MaxRecordSize {
+		return 0, fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(r.Data))
+	}
+	r.Version = 0
+	ver, err := v.SaveIf(ctx, id, r, expect)
+	if err == nil && ver == 0 {
+		return 0, fmt.Errorf("%s: SaveIf returned version 0; a saved record needs a version other than 0", s.cfg.Name)
+	}
+	return ver, err
+}
+
+func (s *server) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	l, ok := s.cfg.Handler.(Locker)
+	if !ok {
+		return false, fmt.Errorf("%w: %s has no session lock (capability %q)", shared.ErrUnsupported, s.cfg.Name, shared.CapabilityLock)
+	}
+	if !ValidID(id) {
+		return false, ErrInvalidID
+	}
+	if token == "" || len(token) > shared.MaxLockToken || ttl <= 0 {
+		return false, fmt.Errorf("lock of a session needs a token of 1 to %d bytes and a positive ttl", shared.MaxLockToken)
+	}
+	return l.Lock(ctx, id, token, ttl)
+}
+
+func (s *server) Unlock(ctx context.Context, id, token string) error {
+	l, ok := s.cfg.Handler.(Locker)
+	if !ok {
+		return fmt.Errorf("%w: %s has no session lock (capability %q)", shared.ErrUnsupported, s.cfg.Name, shared.CapabilityLock)
+	}
+	if !ValidID(id) {
+		return ErrInvalidID
+	}
+	return l.Unlock(ctx, id, token)
 }
 
 func (s *server) Close(ctx context.Context, id string) error {

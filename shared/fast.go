@@ -26,6 +26,18 @@ import (
 //	24     8     Save: expiry, Unix ms    Load: expiry, Unix ms
 //	32     ...   id, then Save's data     Load's data, or an error message
 //
+// Protocol 2 adds four ops, used only with a handler that reports the
+// capability they need, so a host never sends them to an older handler:
+//
+//	op        request body                    response body (status OK)
+//	loadV     id                              version (8), data
+//	saveIf    id, expected version (8), data  new version (8)
+//	lock      id, token; ttl ms at offset 24  1 (acquired) or 0
+//	unlock    id, token                       empty
+//
+// saveIf answers a conflict with status fastConflict and the body found (1),
+// version (8), data, the stored record's expiry at offset 24.
+//
 // Integers are little-endian. The host sends one request at a time on a
 // connection and keeps a pool of connections, so a slow call never delays
 // another; the server handles every request in its own goroutine and tags
@@ -68,6 +80,10 @@ const (
 	fastLoad
 	fastSave
 	fastClose
+	fastLoadV
+	fastSaveIf
+	fastLock
+	fastUnlock
 )
 
 // Statuses.
@@ -80,6 +96,8 @@ const (
 	fastFailed
 	fastTooLarge
 	fastBadRequest
+	fastConflict
+	fastUnsupported
 )
 
 // fastHeader is one decoded frame header.
@@ -138,6 +156,8 @@ func fastStatus(err error) (byte, string) {
 		return fastInvalidID, err.Error()
 	case errors.Is(err, ErrTooLarge):
 		return fastTooLarge, err.Error()
+	case errors.Is(err, ErrUnsupported):
+		return fastUnsupported, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return fastDeadline, err.Error()
 	case errors.Is(err, context.Canceled):
@@ -165,6 +185,8 @@ func fastError(status byte, msg string) error {
 		return fmt.Errorf("%w: %s", context.Canceled, msg)
 	case fastFailed:
 		return &RemoteError{Msg: msg}
+	case fastUnsupported:
+		return fmt.Errorf("%w: %s", ErrUnsupported, msg)
 	default:
 		return fmt.Errorf("%w: the handler answered with unknown status %d (%s)", ErrTransport, status, msg)
 	}

@@ -3,6 +3,7 @@ package shared
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type FastClient struct {
 	secret    []byte
 	timeout   time.Duration
 	maxRecord int
+	versions  bool
 	fallback  Store
 
 	mu     sync.Mutex
@@ -54,6 +56,9 @@ type FastOptions struct {
 	// (default and upper bound: MaxRecordSize). A larger answer is refused
 	// from its header, before any of it is read into memory.
 	MaxRecordSize int
+	// Versions makes Load ask for record versions: set it for a handler
+	// with capability "versions" (an older handler does not know the op).
+	Versions bool
 }
 
 // NewFastClient returns a client for the fast-transport socket addr,
@@ -63,7 +68,7 @@ func NewFastClient(addr string, secret []byte, o FastOptions, fallback Store) *F
 	if o.MaxRecordSize <= 0 || o.MaxRecordSize > MaxRecordSize {
 		o.MaxRecordSize = MaxRecordSize
 	}
-	return &FastClient{addr: addr, secret: secret, timeout: o.Timeout, maxRecord: o.MaxRecordSize, fallback: fallback}
+	return &FastClient{addr: addr, secret: secret, timeout: o.Timeout, maxRecord: o.MaxRecordSize, versions: o.Versions, fallback: fallback}
 }
 
 // fastConn is one pooled connection; it carries one call at a time.
@@ -114,6 +119,9 @@ func (c *FastClient) Health(ctx context.Context) error { return c.fallback.Healt
 
 // Load fetches the record for id; ErrNotFound when there is none.
 func (c *FastClient) Load(ctx context.Context, id string) (Record, error) {
+	if c.versions {
+		return c.loadVersioned(ctx, id)
+	}
 	resp, body, err := c.call(ctx, fastLoad, id, nil, 0)
 	if err != nil {
 		return Record{}, err
@@ -127,6 +135,53 @@ func (c *FastClient) Save(ctx context.Context, id string, rec Record) error {
 		return fmt.Errorf("%w: a record of %d bytes, over the limit of %d", ErrTooLarge, len(rec.Data), c.maxRecord)
 	}
 	_, _, err := c.call(ctx, fastSave, id, rec.Data, rec.Expires.UnixMilli())
+	return err
+}
+
+// loadVersioned fetches the record for id with its version (protocol 2).
+func (c *FastClient) loadVersioned(ctx context.Context, id string) (Record, error) {
+	resp, body, err := c.call(ctx, fastLoadV, id, nil, 0)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(body) < 8 {
+		return Record{}, fmt.Errorf("%w: a versioned load answered without a version", ErrTransport)
+	}
+	return Record{Data: body[8:], Expires: time.UnixMilli(resp.expires), Version: binary.LittleEndian.Uint64(body)}, nil
+}
+
+// SaveIf stores rec under id if the stored version is expect (protocol 2).
+func (c *FastClient) SaveIf(ctx context.Context, id string, rec Record, expect uint64) (uint64, error) {
+	if len(rec.Data) > c.maxRecord {
+		return 0, fmt.Errorf("%w: a record of %d bytes, over the limit of %d", ErrTooLarge, len(rec.Data), c.maxRecord)
+	}
+	data := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(rec.Data)), expect)
+	data = append(data, rec.Data...)
+	_, body, err := c.call(ctx, fastSaveIf, id, data, rec.Expires.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	if len(body) < 8 {
+		return 0, fmt.Errorf("%w: SaveIf answered without a version", ErrTransport)
+	}
+	return binary.LittleEndian.Uint64(body), nil
+}
+
+// Lock takes the lock of id for token (protocol 2).
+func (c *FastClient) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	if len(token) > MaxLockToken {
+		return false, fmt.Errorf("lock token of %d bytes, over %d", len(token), MaxLockToken)
+	}
+	_, body, err := c.call(ctx, fastLock, id, []byte(token), ttl.Milliseconds())
+	if err != nil {
+		return false, err
+	}
+	return len(body) == 1 && body[0] == 1, nil
+}
+
+// Unlock releases the lock of id if token holds it (protocol 2).
+func (c *FastClient) Unlock(ctx context.Context, id, token string) error {
+	_, _, err := c.call(ctx, fastUnlock, id, []byte(token), 0)
 	return err
 }
 
@@ -181,10 +236,25 @@ func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, 
 	if err != nil {
 		return fastHeader{}, nil, c.explain(ctx, err)
 	}
+	if resp.status == fastConflict {
+		return resp, nil, conflictFrom(resp, body)
+	}
 	if resp.status != fastOK {
 		return resp, nil, fastError(resp.status, string(body))
 	}
 	return resp, body, nil
+}
+
+// conflictFrom decodes a fastConflict answer.
+func conflictFrom(resp fastHeader, body []byte) error {
+	if len(body) < 9 {
+		return fmt.Errorf("%w: a conflict answer of %d bytes", ErrTransport, len(body))
+	}
+	ce := &ConflictError{Found: body[0] == 1}
+	if ce.Found {
+		ce.Current = Record{Data: body[9:], Expires: time.UnixMilli(resp.expires), Version: binary.LittleEndian.Uint64(body[1:])}
+	}
+	return ce
 }
 
 // explain turns a failed exchange into the error callers branch on.

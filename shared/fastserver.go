@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -144,6 +145,59 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 		err = sc.impl.Save(ctx, id, Record{Data: body[h.idLen:], Expires: time.UnixMilli(h.expires)})
 	case fastClose:
 		err = sc.impl.Close(ctx, id)
+	case fastLoadV:
+		var rec Record
+		if rec, err = sc.impl.Load(ctx, id); err == nil {
+			resp.expires = rec.Expires.UnixMilli()
+			if len(rec.Data) > MaxRecordSize {
+				err = fmt.Errorf("%w: the handler loaded %d bytes", ErrTooLarge, len(rec.Data))
+			} else {
+				data = binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(rec.Data)), rec.Version)
+				data = append(data, rec.Data...)
+			}
+		}
+	case fastSaveIf:
+		v, ok := sc.impl.(Versioned)
+		rest := body[h.idLen:]
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: SaveIf (capability %q)", ErrUnsupported, CapabilityVersions)
+		case len(rest) < 8:
+			resp.status, data = fastBadRequest, []byte("saveIf without a version")
+		default:
+			var ver uint64
+			ver, err = v.SaveIf(ctx, id, Record{Data: rest[8:], Expires: time.UnixMilli(h.expires)}, binary.LittleEndian.Uint64(rest))
+			var ce *ConflictError
+			if errors.As(err, &ce) {
+				err, resp.status = nil, fastConflict
+				data = make([]byte, 9, 9+len(ce.Current.Data))
+				if ce.Found {
+					data[0] = 1
+					binary.LittleEndian.PutUint64(data[1:], ce.Current.Version)
+					data = append(data, ce.Current.Data...)
+					resp.expires = ce.Current.Expires.UnixMilli()
+				}
+			} else if err == nil {
+				data = binary.LittleEndian.AppendUint64(nil, ver)
+			}
+		}
+	case fastLock, fastUnlock:
+		l, ok := sc.impl.(Locker)
+		token := string(body[h.idLen:])
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: Lock and Unlock (capability %q)", ErrUnsupported, CapabilityLock)
+		case h.op == fastLock:
+			var got bool
+			if got, err = l.Lock(ctx, id, token, time.Duration(h.expires)*time.Millisecond); err == nil {
+				data = []byte{0}
+				if got {
+					data[0] = 1
+				}
+			}
+		default:
+			err = l.Unlock(ctx, id, token)
+		}
 	default:
 		resp.status, data = fastBadRequest, []byte(fmt.Sprintf("unknown op %d", h.op))
 	}

@@ -32,12 +32,17 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 	return &GRPCClient{client: proto.NewSessionHandlerClient(c)}, nil
 }
 
-// PluginSet returns the VersionedPlugins map for protocol version 1 serving impl
-// (nil on the host side).
+// PluginSet returns the VersionedPlugins map for every protocol version in
+// Protocols, serving impl (nil on the host side). The versions share one gRPC
+// service: protocol 2 only adds calls and fields, so a host and a handler
+// agree on the newest version both list, and a protocol-1 handler never
+// receives a protocol-2 call.
 func PluginSet(impl Store) map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{
-		1: {PluginName: &GRPCPlugin{Impl: impl}},
+	set := map[int]plugin.PluginSet{}
+	for _, v := range Protocols {
+		set[v] = plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
 	}
+	return set
 }
 
 // GRPCClient is the host-side Store that calls a plugin over gRPC.
@@ -78,7 +83,38 @@ func (c *GRPCClient) Load(ctx context.Context, id string) (Record, error) {
 	if !r.Found {
 		return Record{}, ErrNotFound
 	}
-	return Record{Data: r.Data, Expires: time.UnixMilli(r.ExpiresUnixMs)}, nil
+	return Record{Data: r.Data, Expires: time.UnixMilli(r.ExpiresUnixMs), Version: r.Version}, nil
+}
+
+// SaveIf stores rec under id if the stored version is expect (protocol 2).
+func (c *GRPCClient) SaveIf(ctx context.Context, id string, rec Record, expect uint64) (uint64, error) {
+	r, err := c.client.SaveIf(ctx, &proto.SaveIfRequest{Id: id, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli(), IfVersion: expect})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	if !r.Saved {
+		ce := &ConflictError{Found: r.Found}
+		if r.Found {
+			ce.Current = Record{Data: r.Data, Expires: time.UnixMilli(r.ExpiresUnixMs), Version: r.Version}
+		}
+		return 0, ce
+	}
+	return r.Version, nil
+}
+
+// Lock takes the lock of id for token (protocol 2).
+func (c *GRPCClient) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	r, err := c.client.Lock(ctx, &proto.LockRequest{Id: id, Token: token, TtlMs: ttl.Milliseconds()})
+	if err != nil {
+		return false, fromStatus(err)
+	}
+	return r.Acquired, nil
+}
+
+// Unlock releases the lock of id if token holds it (protocol 2).
+func (c *GRPCClient) Unlock(ctx context.Context, id, token string) error {
+	_, err := c.client.Unlock(ctx, &proto.UnlockRequest{Id: id, Token: token})
+	return fromStatus(err)
 }
 
 // Save stores rec under id.
@@ -126,7 +162,50 @@ func (s *grpcServer) Load(ctx context.Context, req *proto.LoadRequest) (*proto.L
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &proto.LoadResponse{Found: true, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli()}, nil
+	return &proto.LoadResponse{Found: true, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli(), Version: rec.Version}, nil
+}
+
+func (s *grpcServer) SaveIf(ctx context.Context, req *proto.SaveIfRequest) (*proto.SaveIfResponse, error) {
+	v, ok := s.impl.(Versioned)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this handler has no record versions (capability \"versions\")")
+	}
+	ver, err := v.SaveIf(ctx, req.Id, Record{Data: req.Data, Expires: time.UnixMilli(req.ExpiresUnixMs)}, req.IfVersion)
+	var ce *ConflictError
+	if errors.As(err, &ce) {
+		r := &proto.SaveIfResponse{Found: ce.Found}
+		if ce.Found {
+			r.Data, r.ExpiresUnixMs, r.Version = ce.Current.Data, ce.Current.Expires.UnixMilli(), ce.Current.Version
+		}
+		return r, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &proto.SaveIfResponse{Saved: true, Version: ver}, nil
+}
+
+func (s *grpcServer) Lock(ctx context.Context, req *proto.LockRequest) (*proto.LockResponse, error) {
+	l, ok := s.impl.(Locker)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this handler has no session lock (capability \"lock\")")
+	}
+	got, err := l.Lock(ctx, req.Id, req.Token, time.Duration(req.TtlMs)*time.Millisecond)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &proto.LockResponse{Acquired: got}, nil
+}
+
+func (s *grpcServer) Unlock(ctx context.Context, req *proto.UnlockRequest) (*proto.UnlockResponse, error) {
+	l, ok := s.impl.(Locker)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this handler has no session lock (capability \"lock\")")
+	}
+	if err := l.Unlock(ctx, req.Id, req.Token); err != nil {
+		return nil, toStatus(err)
+	}
+	return &proto.UnlockResponse{}, nil
 }
 
 func (s *grpcServer) Save(ctx context.Context, req *proto.SaveRequest) (*proto.SaveResponse, error) {
@@ -152,6 +231,8 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrTooLarge):
 		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrUnsupported):
+		return status.Error(codes.Unimplemented, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -160,6 +241,10 @@ func toStatus(err error) error {
 		return status.Error(codes.Unknown, err.Error())
 	}
 }
+
+// ErrUnsupported marks a call the handler does not implement (a protocol-2
+// call to a handler without the capability).
+var ErrUnsupported = errors.New("not supported by this session handler")
 
 // RemoteError is a failure reported by the handler itself (its store failed),
 // as opposed to a failure to reach the handler.
@@ -191,6 +276,8 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", context.Canceled, st.Message())
 	case codes.Unknown:
 		return &RemoteError{Msg: st.Message()}
+	case codes.Unimplemented:
+		return fmt.Errorf("%w: %s", ErrUnsupported, st.Message())
 	default:
 		return err
 	}

@@ -13,8 +13,13 @@ import (
 	"github.com/hashicorp/go-plugin"
 )
 
-// ProtocolVersion is the newest wire protocol this module speaks.
-const ProtocolVersion = 1
+// ProtocolVersion is the newest wire protocol this module speaks. Protocol 2
+// added record versions with SaveIf (capability "versions") and session
+// locks (capability "lock"); a host drives protocol-1 handlers as before.
+const ProtocolVersion = 2
+
+// Protocols are the protocol versions this module speaks, newest first.
+var Protocols = []int{2, 1}
 
 // PluginName is the key under which a handler is dispensed.
 const PluginName = "session"
@@ -36,7 +41,45 @@ const MaxMessageSize = MaxRecordSize + 64<<10
 const (
 	// CapabilityHealth means the handler answers Health with the state of its store.
 	CapabilityHealth = "health"
+	// CapabilityVersions means Load reports record versions and SaveIf
+	// writes only over the version it is given (protocol 2).
+	CapabilityVersions = "versions"
+	// CapabilityLock means Lock and Unlock keep a per-session lock with an
+	// expiry in the store, shared by every host that uses it (protocol 2).
+	CapabilityLock = "lock"
 )
+
+// HasCapability reports whether info lists capability c.
+func (info Info) HasCapability(c string) bool {
+	for _, have := range info.Capabilities {
+		if have == c {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrConflict is what SaveIf returns (as a *ConflictError) when the stored
+// record is not the version it was given.
+var ErrConflict = errors.New("session record changed since it was loaded")
+
+// ConflictError is SaveIf's answer when it did not write: the record that is
+// stored now, or Found=false when there is none (it was destroyed, or it
+// expired).
+type ConflictError struct {
+	Found   bool
+	Current Record
+}
+
+func (e *ConflictError) Error() string {
+	if !e.Found {
+		return ErrConflict.Error() + ": it no longer exists"
+	}
+	return ErrConflict.Error()
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
 // ErrNotFound is returned by Load when no live record exists for an id.
 var ErrNotFound = errors.New("session not found")
@@ -45,10 +88,13 @@ var ErrNotFound = errors.New("session not found")
 var ErrInvalidID = errors.New("invalid session id")
 
 // Record is what a handler stores for one session: an opaque, host-sealed
-// token and the moment it expires.
+// token and the moment it expires. Version identifies one write of it: a
+// handler with the "versions" capability gives every write of an id a
+// version that id has not had before (never 0); others leave it 0.
 type Record struct {
 	Data    []byte
 	Expires time.Time
+	Version uint64
 }
 
 // Info is what a handler reports about itself.
@@ -75,6 +121,30 @@ type Store interface {
 	Save(ctx context.Context, id string, r Record) error
 	Close(ctx context.Context, id string) error
 }
+
+// Versioned is the Store side of capability "versions".
+type Versioned interface {
+	// SaveIf stores r under id only if the live record under id has
+	// version expect (0: only if there is no live record), and returns the
+	// new version. Otherwise it writes nothing and returns a
+	// *ConflictError holding the record stored now. The check and the
+	// write are one atomic step, also against other hosts.
+	SaveIf(ctx context.Context, id string, r Record, expect uint64) (uint64, error)
+}
+
+// Locker is the Store side of capability "lock".
+type Locker interface {
+	// Lock takes the lock of id for token until ttl has passed, unless
+	// another token holds it (then it returns false). Taking it again with
+	// the token that holds it extends it.
+	Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error)
+	// Unlock releases the lock of id if token holds it; otherwise it does
+	// nothing and returns nil.
+	Unlock(ctx context.Context, id, token string) error
+}
+
+// MaxLockToken is the longest lock token the protocol carries.
+const MaxLockToken = 64
 
 // IDLength is the length of a session id: 32 random bytes, base64url without padding.
 const IDLength = 43

@@ -138,3 +138,152 @@ func TestBrokenHandlersAreCaught(t *testing.T) {
 		})
 	}
 }
+
+// vmem is a correct versioned, locking in-memory handler.
+type vmem struct {
+	mem
+	seq   uint64
+	vers  map[string]uint64
+	locks map[string]lockEntry
+}
+
+type lockEntry struct {
+	token string
+	until time.Time
+}
+
+func newVmem() *vmem {
+	return &vmem{mem: mem{m: map[string]sdk.Record{}}, vers: map[string]uint64{}, locks: map[string]lockEntry{}}
+}
+
+func (s *vmem) Load(ctx context.Context, id string) (sdk.Record, error) {
+	r, err := s.mem.Load(ctx, id)
+	s.mu.Lock()
+	r.Version = s.vers[id]
+	s.mu.Unlock()
+	return r, err
+}
+
+func (s *vmem) Save(ctx context.Context, id string, r sdk.Record) error {
+	if err := s.mem.Save(ctx, id, r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.seq++
+	s.vers[id] = s.seq
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *vmem) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.m[id]
+	if ok && !time.Now().Before(cur.Expires) {
+		ok = false
+	}
+	if !ok && expect != 0 {
+		return 0, &sdk.ConflictError{}
+	}
+	if ok && s.vers[id] != expect {
+		cur.Version = s.vers[id]
+		return 0, &sdk.ConflictError{Found: true, Current: cur}
+	}
+	r.Data = append([]byte(nil), r.Data...)
+	s.m[id] = r
+	s.seq++
+	s.vers[id] = s.seq
+	return s.seq, nil
+}
+
+func (s *vmem) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.locks[id]; ok && l.token != token && time.Now().Before(l.until) {
+		return false, nil
+	}
+	s.locks[id] = lockEntry{token, time.Now().Add(ttl)}
+	return true, nil
+}
+
+func (s *vmem) Unlock(ctx context.Context, id, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locks[id].token == token {
+		delete(s.locks, id)
+	}
+	return nil
+}
+
+func TestAVersionedLockingHandlerPasses(t *testing.T) {
+	Run(t, newVmem())
+	for _, r := range CheckAll(context.Background(), newVmem(), Options{}) {
+		if r.Skipped || r.Err != nil {
+			t.Errorf("%s: skipped=%v err=%v", r.Name, r.Skipped, r.Err)
+		}
+	}
+}
+
+// lastWriterWins has SaveIf but does not check the version.
+type lastWriterWins struct{ *vmem }
+
+func (s lastWriterWins) SaveIf(ctx context.Context, id string, r sdk.Record, _ uint64) (uint64, error) {
+	if err := s.vmem.Save(ctx, id, r); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vers[id], nil
+}
+
+// sharedLock lets any token take a held lock.
+type sharedLock struct{ *vmem }
+
+func (s sharedLock) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	return true, nil
+}
+
+func TestTheKitNamesBrokenProtocol2Handlers(t *testing.T) {
+	cases := []struct {
+		h    sdk.Handler
+		want string
+	}{
+		{lastWriterWins{newVmem()}, "versions: a stale SaveIf is a conflict carrying the current record"},
+		{lastWriterWins{newVmem()}, "versions: exactly one of concurrent SaveIfs of one version wins"},
+		{lastWriterWins{newVmem()}, "versions: a SaveIf after Close fails (a destroyed session stays destroyed)"},
+		{sharedLock{newVmem()}, "lock: one token at a time, extended by its holder, released only by it"},
+		{sharedLock{newVmem()}, "lock: exactly one of concurrent Locks wins"},
+	}
+	for _, c := range cases {
+		found := false
+		for _, r := range CheckAll(context.Background(), c.h, Options{ExpiryWait: 400 * time.Millisecond}) {
+			if r.Name == c.want {
+				found = true
+				if r.Err == nil {
+					t.Errorf("%T passed %q", c.h, c.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no check named %q", c.want)
+		}
+	}
+}
+
+func TestProtocol2ChecksAreSkippedForAPlainHandler(t *testing.T) {
+	skipped := 0
+	for _, r := range CheckAll(context.Background(), &mem{m: map[string]sdk.Record{}}, Options{}) {
+		if r.Skipped {
+			skipped++
+		}
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Name, r.Err)
+		}
+	}
+	if skipped != 8 {
+		t.Errorf("%d checks skipped for a protocol-1 handler, want the 8 protocol-2 checks", skipped)
+	}
+}

@@ -87,6 +87,10 @@ func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Name, r.Err)
 			continue
 		}
+		if r.Skipped {
+			fmt.Fprintf(stdout, "skip %s: not offered\n", r.Name)
+			continue
+		}
 		fmt.Fprintf(stdout, "ok   %s\n", r.Name)
 	}
 	if err := h.Health(ctx); err != nil {
