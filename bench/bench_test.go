@@ -177,7 +177,7 @@ const benchSecret = "bench-secret-0123456789abcdef0123456789"
 // (loader.TransportFast) or over gRPC (loader.TransportGRPC, set with
 // TINA4_PLUGIN_TRANSPORT=grpc), or the same handler code in process
 // (loader.TransportInProcess).
-func tina4Redis(b *testing.B, addr, transport string) *host.Host {
+func tina4Redis(b *testing.B, addr, transport string, extra ...string) *host.Host {
 	url := "redis://" + addr + "/0"
 	env := []string{
 		"TINA4_PLUGIN_DIR=" + pluginDir,
@@ -211,7 +211,7 @@ func tina4Redis(b *testing.B, addr, transport string) *host.Host {
 		b.Cleanup(rh.Stop) // the host stops it too; this covers a failed Open
 		opts = append(opts, host.WithHandler(name, "bench", rh))
 	}
-	return openHost(b, env, transport, opts...)
+	return openHost(b, append(env, extra...), transport, opts...)
 }
 
 // tina4File starts our host on the file handler, as a plugin binary

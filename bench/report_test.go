@@ -97,7 +97,7 @@ func printSummary(w io.Writer) {
 	if has("Transport") {
 		transportSummary(w)
 	}
-	if has("Concurrent") {
+	if has("Concurrent-keys") || has("Concurrent-incr") {
 		concurrentSummary(w)
 	}
 }

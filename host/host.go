@@ -171,12 +171,17 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	if lh.Path() == "" {
 		o.logger.Info("session handler running in process (built in)", "handler", cfg.Handler, "plugin_dir", cfg.PluginDir)
 	}
+	mgr := &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger}
+	if err := concurrency(ctx, cfg, lh, mgr, o.logger); err != nil {
+		lh.Shutdown()
+		return nil, err
+	}
 	h := &Host{
 		cfg:     cfg,
 		log:     o.logger,
 		errs:    newErrorLog(o.logger),
 		handler: lh,
-		mgr:     &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger},
+		mgr:     mgr,
 		cookie:  session.CookieOptions{Name: cfg.CookieName, TTL: cfg.TTL, SameSite: cfg.SameSite, Secure: cfg.Secure},
 		onError: o.onError,
 	}
@@ -184,6 +189,34 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		h.onError = defaultError
 	}
 	return h, nil
+}
+
+// concurrency sets up how mgr keeps concurrent requests on one session from
+// losing each other's writes, from what the handler offers: record versions
+// make every save conditional (on every host); without them, the last commit
+// wins across hosts, which is logged. TINA4_SESSION_LOCK needs the handler's
+// lock; without it Open fails rather than run unlocked.
+func concurrency(ctx context.Context, cfg config.Config, lh *loader.Handler, mgr *session.Manager, log *slog.Logger) error {
+	ictx, cancel := context.WithTimeout(ctx, cfg.PluginTimeout)
+	defer cancel()
+	info, err := lh.Info(ictx)
+	if err != nil {
+		return fmt.Errorf("ask session handler %s what it offers: %w", cfg.Handler, err)
+	}
+	if info.HasCapability(shared.CapabilityVersions) {
+		mgr.Versioned = lh
+	} else {
+		log.Warn("the session handler has no record versions (protocol 1): with more than one host, concurrent requests on one session may overwrite each other's changes (the last commit wins); rebuild the handler against the current sdk with SaveIf",
+			"handler", cfg.Handler, "protocols", fmt.Sprint(info.Protocols))
+	}
+	if cfg.Lock {
+		if !info.HasCapability(shared.CapabilityLock) {
+			return fmt.Errorf("TINA4_SESSION_LOCK=true, but session handler %s has no session lock (capability %q; it offers %v): use a handler that implements sdk.Locker (SessionFileHandler and SessionRedisHandler do) or unset TINA4_SESSION_LOCK",
+				cfg.Handler, shared.CapabilityLock, info.Capabilities)
+		}
+		mgr.Locker, mgr.LockWait, mgr.LockTTL = lh, cfg.LockWait, cfg.LockTTL
+	}
+	return nil
 }
 
 // newCodec builds the token codec from TINA4_SECRET, or from a key file
@@ -227,6 +260,10 @@ type HandlerInfo struct {
 	// Transport is how the host reaches the handler: "fast" (the private
 	// socket Go handlers offer), "grpc" or "in-process" (a built-in).
 	Transport string `json:"transport"`
+	// Protocols and Capabilities are what the handler reports; without
+	// "versions", concurrent requests on several hosts are last-writer-wins.
+	Protocols    []int    `json:"protocols"`
+	Capabilities []string `json:"capabilities"`
 }
 
 // Health asks the handler what it is and whether its store is usable. It
@@ -239,6 +276,7 @@ func (h *Host) Health(ctx context.Context) (HandlerInfo, error) {
 		return hi, err
 	}
 	hi.Version, hi.PID, hi.Transport = info.Version, info.PID, h.handler.Transport()
+	hi.Protocols, hi.Capabilities = info.Protocols, info.Capabilities
 	if err := h.handler.Health(ctx); err != nil {
 		return hi, err
 	}

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -416,11 +418,50 @@ func TestALogoutRacingSlowRequestsStaysALogout(t *testing.T) {
 	wg.Wait()
 	// Nothing may be stored: not the old id, and no new one (a stale
 	// request does not start a session of its own either).
-	if entries, _ := os.ReadDir(folder); len(entries) != 0 {
-		names := make([]string, len(entries))
-		for i, e := range entries {
-			names[i] = e.Name()
-		}
-		t.Fatalf("after the logout, requests that loaded the session before it wrote it back: %v", names)
+	if sessions, _ := filepath.Glob(filepath.Join(folder, "*.sess")); len(sessions) != 0 {
+		t.Fatalf("after the logout, requests that loaded the session before it wrote it back: %v", sessions)
+	}
+}
+
+func TestAProtocol1HandlerIsDrivenWithAWarning(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_SESSION_HANDLER=Recorder", "TINA4_PLUGIN_DIR=" + dir, "TINA4_SECRET=host-test-secret-0123456789abcdef",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	h, err := Open(context.Background(), WithConfig(cfg), WithHandler("Recorder", "test", &recorder{m: map[string]sdk.Record{}}),
+		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if !strings.Contains(logs.String(), "no record versions") || !strings.Contains(logs.String(), "last commit wins") {
+		t.Errorf("no warning at start for a handler without record versions:\n%s", logs)
+	}
+	info, err := h.Health(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(info.Capabilities, "versions") {
+		t.Errorf("health reports capabilities %v for a protocol-1 handler", info.Capabilities)
+	}
+}
+
+func TestTheSessionLockNeedsAHandlerThatHasOne(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load(config.Options{Dir: dir, Environ: []string{
+		"TINA4_SESSION_HANDLER=Recorder", "TINA4_PLUGIN_DIR=" + dir, "TINA4_SECRET=host-test-secret-0123456789abcdef",
+		"TINA4_SESSION_LOCK=true",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), WithConfig(cfg), WithHandler("Recorder", "test", &recorder{m: map[string]sdk.Record{}}),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	if err == nil || !strings.Contains(err.Error(), "TINA4_SESSION_LOCK") || !strings.Contains(err.Error(), `"lock"`) {
+		t.Fatalf("Open with TINA4_SESSION_LOCK and a handler without a lock: %v; want an error naming the setting and the missing capability", err)
 	}
 }

@@ -231,6 +231,38 @@ func TestErrorsKeepTheirMeaning(t *testing.T) {
 	}
 }
 
+// The probe is a protocol-1 style handler (Load, Save, Close only): a
+// protocol-2 call reaches it only if the host sends one anyway, and must
+// then fail as unsupported, on every transport, leaving the plugin healthy.
+func TestAProtocol2CallToAHandlerWithoutTheCapabilityIsUnsupported(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			h, _ := openProbe(t, tr.handler, tr.transport, 10*time.Second)
+			ctx := context.Background()
+			info, err := h.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.HasCapability(shared.CapabilityVersions) || info.HasCapability(shared.CapabilityLock) {
+				t.Fatalf("the probe reports capabilities %v it does not have", info.Capabilities)
+			}
+			id := testID('u')
+			if _, err := h.SaveIf(ctx, id, shared.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0); !errors.Is(err, shared.ErrUnsupported) || errors.Is(err, ErrUnavailable) {
+				t.Errorf("SaveIf: want ErrUnsupported, got %v", err)
+			}
+			if _, err := h.Lock(ctx, id, "token", time.Second); !errors.Is(err, shared.ErrUnsupported) {
+				t.Errorf("Lock: want ErrUnsupported, got %v", err)
+			}
+			if err := h.Unlock(ctx, id, "token"); !errors.Is(err, shared.ErrUnsupported) {
+				t.Errorf("Unlock: want ErrUnsupported, got %v", err)
+			}
+			if _, err := h.Load(ctx, id); !errors.Is(err, shared.ErrNotFound) {
+				t.Errorf("Load after the refused calls: %v", err)
+			}
+		})
+	}
+}
+
 func TestTimeoutIsUnavailable(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {

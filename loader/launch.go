@@ -330,7 +330,7 @@ func explainStart(err error, name string, cfg Config) error {
 		line, _, _ := strings.Cut(msg[strings.Index(msg, unrecognized)+len(unrecognized):], "\n")
 		return &startError{fmt.Sprintf("it printed %q on stdout instead of the plugin handshake: it is not a tina4 session handler, or it wrote to stdout before serving (handlers must log to stderr only)", line), err}
 	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
-		return &startError{fmt.Sprintf("%s; it speaks none of the protocol versions this host speaks (%v): rebuild it against a matching github.com/tina4go/sessions/sdk", msg, shared.Protocols), err}
+		return &startError{fmt.Sprintf("%s; it speaks none of the protocol versions this host speaks (%s): rebuild it against a matching github.com/tina4go/sessions/sdk", msg, strings.Trim(fmt.Sprint(shared.Protocols), "[]")), err}
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return &startError{fmt.Sprintf("it did not complete the plugin handshake within %s (TINA4_PLUGIN_START_TIMEOUT)", cfg.StartTimeout), err}
 	case strings.Contains(msg, "plugin exited before we could connect"):

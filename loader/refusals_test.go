@@ -26,7 +26,7 @@ func TestMisbehavingBinariesAreRefusedClearly(t *testing.T) {
 		}, []string{`printed "this is not a plugin" on stdout`, "not a tina4 session handler"}},
 		{"StdoutFirst", nil, []string{"hello from a handler that prints to stdout", "wrote to stdout before serving"}},
 		{"WrongCookie", nil, []string{"without the plugin handshake", "magic cookie", "not meant to be executed directly"}},
-		{"WrongProtocol", nil, []string{"Plugin version: 99", "protocol versions this host speaks (1)"}},
+		{"WrongProtocol", nil, []string{"Plugin version: 99", "protocol versions this host speaks (2 1)"}},
 		{"CrashAtStart", nil, []string{"without the plugin handshake", "panic: misbehave: crashing at start on purpose"}},
 		{"HangAtStart", nil, []string{"did not complete the plugin handshake within 1s (TINA4_PLUGIN_START_TIMEOUT)"}},
 	}

@@ -8,20 +8,44 @@ import (
 	"github.com/tina4go/sessions/sdk"
 )
 
-// MemoryStore keeps session records in a map. It implements sdk.Handler.
+// MemoryStore keeps session records in a map. It implements sdk.Handler,
+// and the two optional protocol-2 interfaces: sdk.VersionedHandler (SaveIf)
+// and sdk.Locker (Lock, Unlock).
+//
+// One mutex guards everything, which makes each SaveIf and Lock one atomic
+// step. That is enough here because the whole store lives in this one
+// process; a store that other processes share needs the atomic step in the
+// store itself (see docs/writing-a-handler.md).
 type MemoryStore struct {
 	mu      sync.RWMutex
 	records map[string]sdk.Record
+	locks   map[string]memoryLock
+	version uint64 // the version given to the latest write
 	now     func() time.Time
 }
 
-// NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{records: make(map[string]sdk.Record), now: time.Now}
+// memoryLock is the lock of one session: who holds it, and until when.
+type memoryLock struct {
+	token   string
+	expires time.Time
 }
 
-// Load returns the record for id, or sdk.ErrNotFound when there is none or
-// it has expired.
+var (
+	_ sdk.VersionedHandler = (*MemoryStore)(nil)
+	_ sdk.Locker           = (*MemoryStore)(nil)
+)
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		records: make(map[string]sdk.Record),
+		locks:   make(map[string]memoryLock),
+		now:     time.Now,
+	}
+}
+
+// Load returns the record for id, with its version, or sdk.ErrNotFound when
+// there is none or it has expired.
 func (m *MemoryStore) Load(ctx context.Context, id string) (sdk.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.Record{}, err
@@ -35,29 +59,71 @@ func (m *MemoryStore) Load(ctx context.Context, id string) (sdk.Record, error) {
 	return rec, nil
 }
 
-// Save stores a copy of r under id (the caller may reuse r.Data), and
-// forgets expired records while it holds the lock, so memory does not grow
-// with abandoned sessions.
+// Save stores a copy of r under id (the caller may reuse r.Data) with a new
+// version.
 func (m *MemoryStore) Save(ctx context.Context, id string, r sdk.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r.Data = append([]byte(nil), r.Data...)
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.put(id, r)
+	return nil
+}
+
+// SaveIf stores a copy of r under id only if the live record has version expect, or,
+// when expect is 0, only if there is no live record. Otherwise it stores
+// nothing and returns a *sdk.ConflictError saying what is stored now.
+func (m *MemoryStore) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.Data = append([]byte(nil), r.Data...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.records[id]
+	live := ok && m.now().Before(cur.Expires) // an expired record is no record
+	switch {
+	case live && cur.Version != expect:
+		return 0, &sdk.ConflictError{Found: true, Current: cur}
+	case !live && expect != 0:
+		return 0, &sdk.ConflictError{Found: false} // destroyed or expired
+	}
+	return m.put(id, r), nil
+}
+
+// put stores r under id with the next version and returns that
+// version. The caller holds m.mu. Every 64th record stored, it also forgets
+// expired records and locks, so memory does not grow with abandoned
+// sessions.
+//
+// A counter is a fine version here: the store never restarts with its
+// records, so an id never meets a version it had before. A persistent store
+// must not use a counter that starts again with the process: it needs
+// versions an id never had, such as random 64-bit numbers.
+func (m *MemoryStore) put(id string, r sdk.Record) uint64 {
 	if len(m.records)%64 == 0 {
+		now := m.now()
 		for k, v := range m.records {
 			if !now.Before(v.Expires) {
 				delete(m.records, k)
 			}
 		}
+		for k, l := range m.locks {
+			if !now.Before(l.expires) {
+				delete(m.locks, k)
+			}
+		}
 	}
+	m.version++
+	r.Version = m.version
 	m.records[id] = r
-	return nil
+	return r.Version
 }
 
-// Close forgets id; an unknown id is not an error.
+// Close forgets id; an unknown id is not an error. The session's lock, if
+// any, stays: it is not part of the record.
 func (m *MemoryStore) Close(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -65,5 +131,36 @@ func (m *MemoryStore) Close(ctx context.Context, id string) error {
 	m.mu.Lock()
 	delete(m.records, id)
 	m.mu.Unlock()
+	return nil
+}
+
+// Lock takes the lock of id for token until ttl has passed, unless another
+// token holds a lock on id that has not expired. The same token again
+// extends it.
+func (m *MemoryStore) Lock(ctx context.Context, id, token string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.locks[id]; ok && l.token != token && now.Before(l.expires) {
+		return false, nil
+	}
+	m.locks[id] = memoryLock{token: token, expires: now.Add(ttl)}
+	return true, nil
+}
+
+// Unlock releases the lock of id if token holds it, and otherwise does
+// nothing.
+func (m *MemoryStore) Unlock(ctx context.Context, id, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locks[id].token == token {
+		delete(m.locks, id)
+	}
 	return nil
 }

@@ -23,6 +23,9 @@
 //	TINA4_SESSION_MAX_BYTES      4MiB                      largest sealed session the host stores or loads (bytes, KiB or MiB; 1KiB to 16MiB)
 //	TINA4_PLUGIN_MAX_CALLS       128                       calls to the handler in flight at once; more wait, within TINA4_PLUGIN_TIMEOUT
 //	TINA4_PLUGIN_USER            (unset)                   run handler plugins as this user (name or uid); the host must run as root
+//	TINA4_SESSION_LOCK           false                     serialize the requests of one session, load to commit, across every host (true/false); needs a handler with the "lock" capability
+//	TINA4_SESSION_LOCK_WAIT      10s                       how long a request waits for its session's lock before it is answered 503 (duration or seconds; > 0)
+//	TINA4_SESSION_LOCK_TTL       30s                       how long a lock lives if the host holding it dies; longer than your slowest request (duration or seconds; > 0)
 //	TINA4_PLUGIN_TRANSPORT       auto                      auto: the fast transport when the handler offers it, else gRPC; grpc: always gRPC
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
 //	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
@@ -68,6 +71,9 @@ const (
 	envPluginUser    = "TINA4_PLUGIN_USER"
 	envMaxBytes      = "TINA4_SESSION_MAX_BYTES"
 	envMaxCalls      = "TINA4_PLUGIN_MAX_CALLS"
+	envLock          = "TINA4_SESSION_LOCK"
+	envLockWait      = "TINA4_SESSION_LOCK_WAIT"
+	envLockTTL       = "TINA4_SESSION_LOCK_TTL"
 
 	prefix = "TINA4_"
 )
@@ -93,6 +99,9 @@ type Config struct {
 	PluginUser    string        // TINA4_PLUGIN_USER, default "" (plugins run as the host's user)
 	MaxBytes      int           // TINA4_SESSION_MAX_BYTES, default 4 MiB, at most 16 MiB
 	MaxCalls      int           // TINA4_PLUGIN_MAX_CALLS, default 128
+	Lock          bool          // TINA4_SESSION_LOCK, default false
+	LockWait      time.Duration // TINA4_SESSION_LOCK_WAIT, default 10s
+	LockTTL       time.Duration // TINA4_SESSION_LOCK_TTL, default 30s
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -164,6 +173,9 @@ func Load(opts Options) (Config, error) {
 	c.PluginUser = src.str(envPluginUser, "")
 	c.MaxBytes = parse(&src, &errs, envMaxBytes, 4<<20, parseSize)
 	c.MaxCalls = parse(&src, &errs, envMaxCalls, 128, parseCount)
+	c.Lock = parse(&src, &errs, envLock, false, parseBool)
+	c.LockWait = parse(&src, &errs, envLockWait, 10*time.Second, parseDuration)
+	c.LockTTL = parse(&src, &errs, envLockTTL, 30*time.Second, parseDuration)
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))

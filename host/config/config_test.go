@@ -59,6 +59,8 @@ func TestDefaults(t *testing.T) {
 		Transport:     "auto",
 		MaxBytes:      4 << 20,
 		MaxCalls:      128,
+		LockWait:      10 * time.Second,
+		LockTTL:       30 * time.Second,
 		PluginEnv:     []string{},
 		EnvFile:       "",
 	}

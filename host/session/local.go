@@ -26,6 +26,7 @@ type localSessions struct {
 
 type localEntry struct {
 	commit    chan struct{} // a one-slot lock held for a whole commit of the id
+	held      chan struct{} // the session lock's place in line on this host (TINA4_SESSION_LOCK)
 	gen       atomic.Uint64
 	destroyed atomic.Bool
 	holders   int // under localSessions.mu
@@ -40,7 +41,7 @@ func (l *localSessions) acquire(id string) *localEntry {
 	}
 	e := l.m[id]
 	if e == nil {
-		e = &localEntry{commit: make(chan struct{}, 1)}
+		e = &localEntry{commit: make(chan struct{}, 1), held: make(chan struct{}, 1)}
 		l.m[id] = e
 	}
 	e.holders++

@@ -2,10 +2,13 @@ package session
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"time"
@@ -38,7 +41,51 @@ type Manager struct {
 	// Logger receives notes about rejected or unreadable sessions.
 	Logger *slog.Logger
 
+	// Versioned, when set (a handler with capability "versions"), makes
+	// every save conditional on the version loaded: a save that finds the
+	// record changed by another request (on any host) applies this
+	// request's changes to the record as it is now and tries again, and a
+	// save that finds it destroyed writes nothing. Without it, requests on
+	// one host still keep each other's changes, but across hosts the last
+	// commit wins.
+	Versioned shared.Versioned
+	// Locker, when set (TINA4_SESSION_LOCK), serializes the requests of one
+	// session from Load to Release across every host sharing the store.
+	Locker shared.Locker
+	// LockTTL is how long a lock lives if its holder dies (default 30s).
+	LockTTL time.Duration
+	// LockWait bounds how long Load waits for a lock (default 10s); past
+	// it, Load returns ErrLockTimeout.
+	LockWait time.Duration
+
 	local localSessions // requests holding the same session in this process
+}
+
+// ErrLockTimeout is what Load returns when TINA4_SESSION_LOCK is on and
+// another request held the session's lock for longer than the wait limit.
+var ErrLockTimeout = errors.New("session is locked by another request")
+
+// ErrContention is what Commit returns when the record kept changing under
+// it: maxConflicts conditional saves in a row found another request's write.
+var ErrContention = errors.New("session changed by other requests on every attempt to save it")
+
+// maxConflicts bounds the conditional saves of one commit. Between two
+// attempts a commit pauses for a random moment that grows with the
+// attempts (at most 2ms), so requests that keep colliding spread out.
+const maxConflicts = 64
+
+func (m *Manager) lockTTL() time.Duration {
+	if m.LockTTL > 0 {
+		return m.LockTTL
+	}
+	return 30 * time.Second
+}
+
+func (m *Manager) lockWait() time.Duration {
+	if m.LockWait > 0 {
+		return m.LockWait
+	}
+	return 10 * time.Second
 }
 
 func (m *Manager) now() time.Time {
@@ -75,52 +122,132 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 	// The generation is read before the record, so a commit that lands in
 	// between is noticed (at worst as a needless merge).
 	e := m.local.acquire(id)
+	var token string
+	if m.Locker != nil {
+		var err error
+		if token, err = m.lock(ctx, id, e); err != nil {
+			m.local.release(id, e)
+			return nil, err
+		}
+	}
 	gen := e.gen.Load()
-	values, expires, err := m.loadValues(ctx, id)
+	values, expires, version, err := m.loadValues(ctx, id)
 	if err != nil || values == nil {
+		if token != "" {
+			m.unlock(id, e, token)
+		}
 		m.local.release(id, e)
 		if err != nil {
 			return nil, err
 		}
 		return fresh, nil
 	}
-	return &Session{id: id, cookieID: id, values: values, expires: expires, stored: true, entry: e, entryID: id, loadedGen: gen}, nil
+	return &Session{id: id, cookieID: id, values: values, expires: expires, version: version, stored: true,
+		entry: e, entryID: id, loadedGen: gen, lockToken: token}, nil
+}
+
+// lock takes the session lock of id: first the place in line on this host
+// (so requests of one host wait without polling the store), then the lock
+// in the store, polled with a growing pause, until LockWait has passed.
+func (m *Manager) lock(ctx context.Context, id string, e *localEntry) (string, error) {
+	wait := m.lockWait()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	timeout := func() error {
+		return fmt.Errorf("%w for longer than %s (TINA4_SESSION_LOCK_WAIT); try again", ErrLockTimeout, wait)
+	}
+	select {
+	case e.held <- struct{}{}:
+	case <-timer.C:
+		return "", timeout()
+	case <-ctx.Done():
+		return "", fmt.Errorf("wait for session lock: %w", ctx.Err())
+	}
+	token := newLockToken()
+	pause := time.Millisecond
+	for {
+		got, err := m.Locker.Lock(ctx, id, token, m.lockTTL())
+		if err != nil {
+			<-e.held
+			return "", fmt.Errorf("take session lock: %w", err)
+		}
+		if got {
+			return token, nil
+		}
+		select {
+		case <-time.After(pause + time.Duration(rand.Int64N(int64(pause)))):
+		case <-timer.C:
+			<-e.held
+			return "", timeout()
+		case <-ctx.Done():
+			<-e.held
+			return "", fmt.Errorf("wait for session lock: %w", ctx.Err())
+		}
+		pause = min(2*pause, 25*time.Millisecond)
+	}
+}
+
+// unlock releases a lock taken by lock. It runs when the request is done,
+// whatever happened to its context; a failure only delays the next request
+// until the lock expires.
+func (m *Manager) unlock(id string, e *localEntry, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Locker.Unlock(ctx, id, token); err != nil {
+		m.log().Warn("session lock not released; it expires by itself", "ttl", m.lockTTL(), "error", err.Error())
+	}
+	<-e.held
+}
+
+func newLockToken() string {
+	var b [16]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // loadValues loads and opens the record of id. A missing, expired,
 // tampered or unreadable record gives nil values and no error.
-func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.RawMessage, time.Time, error) {
+func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.RawMessage, time.Time, uint64, error) {
 	rec, err := m.Store.Load(ctx, id)
 	if errors.Is(err, shared.ErrNotFound) {
-		return nil, time.Time{}, nil
+		return nil, time.Time{}, 0, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("load session: %w", err)
+		return nil, time.Time{}, 0, fmt.Errorf("load session: %w", err)
 	}
+	values, expires := m.open(id, rec)
+	return values, expires, rec.Version, nil
+}
+
+// open opens a stored record; a tampered or unreadable one gives nil.
+func (m *Manager) open(id string, rec shared.Record) (map[string]json.RawMessage, time.Time) {
 	raw, expires, err := m.Codec.Open(id, rec.Data, m.now())
 	if err != nil {
 		m.log().Info("stored session rejected; starting a new one", "reason", err.Error())
-		return nil, time.Time{}, nil
+		return nil, time.Time{}
 	}
 	var values map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &values); err != nil {
 		m.log().Warn("stored session unreadable; starting a new one", "error", err.Error())
-		return nil, time.Time{}, nil
+		return nil, time.Time{}
 	}
 	if values == nil {
 		values = map[string]json.RawMessage{}
 	}
-	return values, expires, nil
+	return values, expires
 }
 
 // Release ends the request's hold on its session: call it once the request
 // is done with s (the middleware does). Nothing is written.
 func (m *Manager) Release(s *Session) {
 	s.mu.Lock()
-	e, id := s.entry, s.entryID
-	s.entry = nil
+	e, id, token := s.entry, s.entryID, s.lockToken
+	s.entry, s.lockToken = nil, ""
 	s.mu.Unlock()
 	if e != nil {
+		if token != "" {
+			m.unlock(id, e, token)
+		}
 		m.local.release(id, e)
 	}
 }
@@ -161,7 +288,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 			s.dirty, s.changes, s.toClose = false, nil, nil
 			return CookieKeep, nil
 		}
-		if e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
+		if m.Versioned == nil && e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
 			// Another request committed this session since this one
 			// loaded it: apply this request's changes, key by key, to the
 			// record as it is now, so the other request's changes stay.
@@ -171,6 +298,12 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 		}
 		closing := slices.Contains(s.toClose, s.entryID)
 		action, wrote, err := m.commit(ctx, s)
+		if s.gone {
+			// Another host destroyed it: nothing of this request was
+			// written, and no other request here may write it either.
+			e.destroyed.Store(true)
+			return CookieKeep, nil
+		}
 		if (err == nil && s.id != s.entryID) || (closing && !slices.Contains(s.toClose, s.entryID)) {
 			// This request deleted the loaded id (Destroy, Regenerate, or
 			// it emptied the session): the others still holding it are
@@ -183,16 +316,26 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 		return action, err
 	}
 	action, _, err := m.commit(ctx, s)
+	if s.gone {
+		return CookieKeep, nil
+	}
 	return action, err
 }
 
 // merge replaces s's values with the stored record's plus this request's
 // changes; a record that is gone gives just this request's changes.
 func (m *Manager) merge(ctx context.Context, s *Session) error {
-	fresh, _, err := m.loadValues(ctx, s.id)
+	fresh, _, _, err := m.loadValues(ctx, s.id)
 	if err != nil {
 		return err
 	}
+	s.rebase(fresh)
+	return nil
+}
+
+// rebase replaces s's values with fresh (nil: none) plus this request's
+// changes.
+func (s *Session) rebase(fresh map[string]json.RawMessage) {
 	if fresh == nil {
 		fresh = map[string]json.RawMessage{}
 	}
@@ -204,12 +347,50 @@ func (m *Manager) merge(ctx context.Context, s *Session) error {
 		}
 	}
 	s.values = fresh
-	return nil
+}
+
+// drop forgets everything s was going to write: another request destroyed
+// the record it was loaded from.
+func (s *Session) drop() {
+	s.dirty, s.changes, s.toClose, s.gone = false, nil, nil, true
+}
+
+// checkRegenerate runs before a commit that gives a loaded session a new
+// id (Regenerate) with a versioned store: the record under the old id must
+// still exist, or another request (on any host) destroyed it and the new id
+// must not carry its values on; and when another request changed it, the new
+// record starts from the values as they are now. There is a moment between
+// this check and the old record's deletion in which a logout elsewhere is
+// not seen; it is as short as two store calls.
+func (m *Manager) checkRegenerate(ctx context.Context, s *Session) (ok bool, err error) {
+	if s.destroyed || s.entryID == "" || s.version == 0 || !slices.Contains(s.toClose, s.entryID) {
+		// Not a regenerate of a loaded record (a Destroy needs no check:
+		// whatever it then stores is new).
+		return true, nil
+	}
+	rec, err := m.Store.Load(ctx, s.entryID)
+	if errors.Is(err, shared.ErrNotFound) {
+		s.drop()
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("regenerate session: %w", err)
+	}
+	if rec.Version != s.version {
+		values, _ := m.open(s.entryID, rec)
+		s.rebase(values)
+	}
+	return true, nil
 }
 
 // commit writes s as it is now and reports whether it wrote to the store;
 // s.mu is held.
 func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, wrote bool, err error) {
+	if m.Versioned != nil {
+		if ok, err := m.checkRegenerate(ctx, s); !ok {
+			return CookieKeep, false, err
+		}
+	}
 	for len(s.toClose) > 0 {
 		if err := m.Store.Close(ctx, s.toClose[0]); err != nil {
 			return CookieKeep, wrote, fmt.Errorf("destroy session: %w", err)
@@ -241,22 +422,77 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 	}
 	if s.id == "" {
 		s.id = NewID()
-	}
-	raw, err := json.Marshal(s.values)
-	if err != nil {
-		return CookieKeep, wrote, fmt.Errorf("encode session: %w", err)
+		s.version = 0
 	}
 	expires := now.Add(m.TTL).Truncate(time.Second)
-	tok, err := m.Codec.Seal(s.id, raw, now, expires)
-	if err != nil {
-		return CookieKeep, wrote, fmt.Errorf("seal session: %w", err)
-	}
-	if err := m.Store.Save(ctx, s.id, shared.Record{Data: tok, Expires: expires}); err != nil {
-		return CookieKeep, wrote, fmt.Errorf("save session: %w", err)
+	for attempt := 1; ; attempt++ {
+		rec, err := m.seal(s, now, expires)
+		if err != nil {
+			return CookieKeep, wrote, err
+		}
+		if m.Versioned == nil {
+			if err := m.Store.Save(ctx, s.id, rec); err != nil {
+				return CookieKeep, wrote, fmt.Errorf("save session: %w", err)
+			}
+			break
+		}
+		ver, err := m.Versioned.SaveIf(ctx, s.id, rec, s.version)
+		if err == nil {
+			s.version = ver
+			break
+		}
+		var ce *shared.ConflictError
+		switch {
+		case !errors.As(err, &ce):
+			return CookieKeep, wrote, fmt.Errorf("save session: %w", err)
+		case !ce.Found:
+			// Destroyed by another request (or expired) since this one
+			// loaded it: this request's changes die with it.
+			s.drop()
+			return CookieKeep, wrote, nil
+		case !s.dirty:
+			// Only the expiry was due to slide, and another request
+			// has just saved the record: nothing left to do.
+			s.expires = ce.Current.Expires
+			return CookieKeep, wrote, nil
+		case attempt == maxConflicts:
+			return CookieKeep, wrote, fmt.Errorf("save session: %w (%d attempts)", ErrContention, attempt)
+		}
+		// Another request wrote the record since this one loaded it:
+		// apply this request's changes to it and try again.
+		values, _ := m.open(s.id, ce.Current)
+		if values == nil {
+			// A record this host cannot open (another key, or damaged)
+			// is replaced, as Load would have done.
+			values = map[string]json.RawMessage{}
+		}
+		s.rebase(values)
+		s.version = ce.Current.Version
+		if attempt > 1 {
+			pause := time.Duration(min(attempt, 8)) * 250 * time.Microsecond
+			select {
+			case <-time.After(time.Duration(rand.Int64N(int64(pause)))):
+			case <-ctx.Done():
+				return CookieKeep, wrote, fmt.Errorf("save session: %w", ctx.Err())
+			}
+		}
 	}
 	s.stored, s.dirty, s.expires, s.cookieID, s.destroyed = true, false, expires, s.id, false
 	s.changes = nil
 	return CookieSet, true, nil
+}
+
+// seal encodes and seals s's values into the record to store.
+func (m *Manager) seal(s *Session, now, expires time.Time) (shared.Record, error) {
+	raw, err := json.Marshal(s.values)
+	if err != nil {
+		return shared.Record{}, fmt.Errorf("encode session: %w", err)
+	}
+	tok, err := m.Codec.Seal(s.id, raw, now, expires)
+	if err != nil {
+		return shared.Record{}, fmt.Errorf("seal session: %w", err)
+	}
+	return shared.Record{Data: tok, Expires: expires}, nil
 }
 
 // CookieOptions are the attributes of the session cookie.

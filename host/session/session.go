@@ -27,6 +27,9 @@ type Session struct {
 	dirty     bool
 	toClose   []string // ids to destroy at commit (Destroy, Regenerate)
 	destroyed bool
+	version   uint64 // the stored record's version (versioned stores; 0: none)
+	gone      bool   // a commit found the record destroyed by another request
+	lockToken string // the session lock this request holds (TINA4_SESSION_LOCK)
 
 	// What this request changed, key by key (a nil value: removed), so a
 	// commit can apply exactly these changes to a record another request

@@ -66,3 +66,39 @@ func ExampleHandler_Sweep() {
 	fmt.Println(removed, err)
 	// Output: 2 <nil>
 }
+
+func ExampleHandler_SaveIf() {
+	dir, err := os.MkdirTemp("", "sessions-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	h, err := file.New(dir, file.WithSweepInterval(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Stop()
+
+	ctx := context.Background()
+	id := strings.Repeat("a", 43)
+	rec := sdk.Record{Data: []byte("v1"), Expires: time.Now().Add(time.Hour)}
+	first, _ := h.SaveIf(ctx, id, rec, 0) // 0: only if there is no session yet
+
+	// Another request saves over the version it loaded...
+	rec.Data = []byte("v2")
+	_, err = h.SaveIf(ctx, id, rec, first)
+	fmt.Println(err)
+
+	// ...so a request that still holds the first version gets a conflict
+	// carrying the record as it is now.
+	rec.Data = []byte("stale")
+	_, err = h.SaveIf(ctx, id, rec, first)
+	var conflict *sdk.ConflictError
+	if errors.As(err, &conflict) {
+		fmt.Println(conflict.Found, string(conflict.Current.Data))
+	}
+	// Output:
+	// <nil>
+	// true v2
+}

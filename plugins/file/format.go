@@ -4,23 +4,40 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 )
 
 // A session file is one header line followed by the record's data, byte for
-// byte:
+// byte. Every write makes format v2:
+//
+//	tina4-session-v2 <expires, Unix milliseconds> <data length in bytes> <version>\n
+//	<data>
+//
+// The version (decimal uint64) names this one write of the record; SaveIf
+// compares it. Files written before versions existed have format v1, which
+// Load and Sweep still read and which reports legacyVersion:
 //
 //	tina4-session-v1 <expires, Unix milliseconds> <data length in bytes>\n
 //	<data>
 //
 // The length lets Load and Sweep tell a complete file from a cut-off one.
 
-// magic is the first word of every session file, naming the format version.
-const magic = "tina4-session-v1"
+// magic is the first word of every session file this handler writes, naming
+// the format version; magicV1 is the format before record versions.
+const (
+	magic   = "tina4-session-v2"
+	magicV1 = "tina4-session-v1"
+)
 
-// maxHeaderLen bounds the header line, newline included. A real header is at
-// most 17 + 20 + 1 + 20 + 1 = 59 bytes.
+// legacyVersion is the version Load reports for a v1 file, which has none.
+// newVersion never returns it, so a SaveIf given it succeeds only while the
+// v1 file is still in place.
+const legacyVersion uint64 = 1
+
+// maxHeaderLen bounds the header line, newline included. A real v2 header is
+// at most 16 + 1 + 20 + 1 + 20 + 1 + 20 + 1 = 80 bytes.
 const maxHeaderLen = 128
 
 // errDamaged marks a session file that is not in the format above.
@@ -30,22 +47,37 @@ var errDamaged = errors.New("session file is damaged")
 type header struct {
 	expires time.Time
 	dataLen int64
-	size    int // bytes of the header line, newline included
+	version uint64 // legacyVersion for a v1 file
+	size    int    // bytes of the header line, newline included
 }
 
-// appendHeader appends the header line for a record to b.
-func appendHeader(b []byte, expires time.Time, dataLen int) []byte {
+// newVersion returns a fresh random version for one write: never 0 (which
+// SaveIf reads as "no record") and never legacyVersion. With 64 random bits
+// an id does not get a version it had before.
+func newVersion() uint64 {
+	for {
+		if v := rand.Uint64(); v > legacyVersion {
+			return v
+		}
+	}
+}
+
+// appendHeader appends the v2 header line for a record to b.
+func appendHeader(b []byte, expires time.Time, dataLen int, version uint64) []byte {
 	b = append(b, magic...)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, expires.UnixMilli(), 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(dataLen), 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, version, 10)
 	return append(b, '\n')
 }
 
-// parseHeader reads the header line at the start of b. Only the first
-// maxHeaderLen bytes are looked at. Any deviation from the format is an
-// error wrapping errDamaged; parseHeader never panics.
+// parseHeader reads the header line (v1 or v2) at the start of b. Only the
+// first maxHeaderLen bytes are looked at. Any deviation from the format,
+// including an unknown format version, is an error wrapping errDamaged;
+// parseHeader never panics.
 func parseHeader(b []byte) (header, error) {
 	if len(b) > maxHeaderLen {
 		b = b[:maxHeaderLen]
@@ -55,8 +87,11 @@ func parseHeader(b []byte) (header, error) {
 		return header{}, fmt.Errorf("%w: no header line in its first %d bytes", errDamaged, len(b))
 	}
 	fields := bytes.Split(b[:end], []byte{' '})
-	if len(fields) != 3 || string(fields[0]) != magic {
-		return header{}, fmt.Errorf("%w: header does not start with %q and hold 3 fields", errDamaged, magic)
+	switch {
+	case len(fields) == 4 && string(fields[0]) == magic:
+	case len(fields) == 3 && string(fields[0]) == magicV1:
+	default:
+		return header{}, fmt.Errorf("%w: header is neither %q with 4 fields nor %q with 3", errDamaged, magic, magicV1)
 	}
 	ms, err := strconv.ParseInt(string(fields[1]), 10, 64)
 	if err != nil {
@@ -66,5 +101,12 @@ func parseHeader(b []byte) (header, error) {
 	if err != nil || n < 0 {
 		return header{}, fmt.Errorf("%w: data length in header is not a number of bytes", errDamaged)
 	}
-	return header{expires: time.UnixMilli(ms), dataLen: n, size: end + 1}, nil
+	version := legacyVersion
+	if len(fields) == 4 {
+		version, err = strconv.ParseUint(string(fields[3]), 10, 64)
+		if err != nil || version == 0 {
+			return header{}, fmt.Errorf("%w: version in header is not a number above 0", errDamaged)
+		}
+	}
+	return header{expires: time.UnixMilli(ms), dataLen: n, version: version, size: end + 1}, nil
 }

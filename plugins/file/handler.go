@@ -2,9 +2,14 @@
 // tina4go/sessions: one file per session in a private folder.
 //
 // The host seals every session before it arrives here, so a file holds an
-// encrypted token and its expiry, never readable session values. Writes are
-// atomic (temporary file, fsync, rename), ids are checked before any path is
-// built, and a background sweeper removes expired and damaged files.
+// encrypted token, its expiry and its version, never readable session
+// values. Writes are atomic (temporary file, fsync, rename), ids are checked
+// before any path is built, and a background sweeper removes expired and
+// damaged files.
+//
+// The handler speaks protocol 2: SaveIf writes only over the version it is
+// given and Lock/Unlock keep a per-session lock, both atomic also across
+// processes that share the folder (see stripe.go).
 //
 // The package is importable so a host can run the handler in process;
 // cmd/SessionFileHandler wraps it into a plugin binary with sdk.Serve.
@@ -30,7 +35,7 @@ import (
 const Name = "SessionFileHandler"
 
 // Version is the handler's own version.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 const (
 	// suffix ends the name of every session file: <id>.sess.
@@ -52,14 +57,18 @@ type Handler struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	stripes [stripeCount]stripe
+
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Stop
 	done     chan struct{} // closed when the sweeper has returned
 }
 
 var (
-	_ sdk.Handler = (*Handler)(nil)
-	_ sdk.Stopper = (*Handler)(nil)
+	_ sdk.Handler          = (*Handler)(nil)
+	_ sdk.VersionedHandler = (*Handler)(nil)
+	_ sdk.Locker           = (*Handler)(nil)
+	_ sdk.Stopper          = (*Handler)(nil)
 )
 
 // New returns a Handler that keeps sessions in folder.
@@ -69,6 +78,10 @@ var (
 // logs that it did. New fails, with an error saying what to do, when the
 // folder cannot be created, is not a folder, cannot be made private or is
 // not writable.
+//
+// New creates the folder's stripe lock files (.lock-00 to .lock-3f, mode
+// 0600, empty) if they are missing and keeps them open for as long as the
+// Handler lives.
 //
 // Unless WithSweepInterval turns it off, New starts a goroutine that calls
 // Sweep once a minute; Stop ends it.
@@ -96,6 +109,13 @@ func New(folder string, opts ...Option) (*Handler, error) {
 		now:    cfg.now,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if err := h.openStripes(); err != nil {
+		return nil, err
+	}
+	if !crossProcess {
+		h.log.Warn("this system has no file lock the session handler uses: SaveIf and Lock are atomic only within this process; do not share the session folder between processes",
+			"folder", abs)
 	}
 	h.startSweeper(cfg.sweepInterval)
 	return h, nil
@@ -134,7 +154,8 @@ func prepareFolder(folder string, log *slog.Logger) error {
 	return nil
 }
 
-// Load returns the record stored under id.
+// Load returns the record stored under id, with its version
+// (legacyVersion, 1, for a file written before versions existed).
 //
 // It returns sdk.ErrNotFound when there is no file for id, when the record
 // has expired (the file is then removed) and when the file is damaged (a
@@ -166,12 +187,22 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 		return sdk.Record{}, sdk.ErrNotFound
 	}
 	if !h.now().Before(hdr.expires) {
-		if _, err := removeIfUnchanged(path, info); err != nil {
+		if err := h.removeExpired(id, path, info); err != nil {
 			h.log.Warn("cannot remove expired session file", "folder", h.folder, "session", shortID(id), "error", unwrapPath(err))
 		}
 		return sdk.Record{}, sdk.ErrNotFound
 	}
-	return sdk.Record{Data: content[hdr.size:], Expires: hdr.expires}, nil
+	return sdk.Record{Data: content[hdr.size:], Expires: hdr.expires, Version: hdr.version}, nil
+}
+
+// removeExpired removes the file at path if it is still the one described
+// by info, holding the stripe of id so that no write of id slips between the
+// check and the removal.
+func (h *Handler) removeExpired(id, path string, info fs.FileInfo) error {
+	return h.withStripe(id, func() error {
+		_, err := removeIfUnchanged(path, info)
+		return err
+	})
 }
 
 // readWhole reads the file at path and returns its content and the
@@ -200,13 +231,15 @@ func readWhole(path string) ([]byte, fs.FileInfo, error) {
 	return content[:n], info, nil
 }
 
-// Save creates or replaces the record under id.
+// Save creates or replaces the record under id, with a new version.
 //
 // The write is atomic: Save writes a temporary file (.tmp-*) in the folder
 // with mode 0600, syncs it to disk and renames it onto <id>.sess, so a
 // concurrent Load sees the old record or the new one, never part of either.
-// On failure the temporary file is removed and the old record, if any, is
-// left as it was. When two Saves for one id race, the last rename wins.
+// The rename happens while the stripe of id is held, so it never lands
+// between a SaveIf's check and its rename. On failure the temporary file is
+// removed and the old record, if any, is left as it was. When two Saves for
+// one id race, the last rename wins.
 //
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
 // session id and ctx.Err() when ctx is done before the rename.
@@ -218,45 +251,166 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(h.folder, tmpPrefix+"*")
+	tmp, err := h.writeTemp(id, r, newVersion())
 	if err != nil {
-		return h.ioError("save", id, fmt.Errorf("create temporary file: %w", unwrapPath(err)))
-	}
-	tmp := f.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(fileMode); err != nil {
-		return h.ioError("save", id, fmt.Errorf("set mode of temporary file: %w", unwrapPath(err)))
-	}
-	if _, err := f.Write(appendHeader(make([]byte, 0, maxHeaderLen), r.Expires, len(r.Data))); err != nil {
-		return h.ioError("save", id, fmt.Errorf("write temporary file: %w", unwrapPath(err)))
-	}
-	if _, err := f.Write(r.Data); err != nil {
-		return h.ioError("save", id, fmt.Errorf("write temporary file: %w", unwrapPath(err)))
-	}
-	if err := f.Sync(); err != nil {
-		return h.ioError("save", id, fmt.Errorf("sync temporary file: %w", unwrapPath(err)))
-	}
-	if err := f.Close(); err != nil {
-		return h.ioError("save", id, fmt.Errorf("close temporary file: %w", unwrapPath(err)))
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	defer tmp.discard()
+	return h.withStripe(id, func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return tmp.commit(h, id, path)
+	})
+}
+
+// SaveIf stores r under id only if the live record under id has version
+// expect, or, when expect is 0, only if id has no live record (none, an
+// expired one or a damaged file). It returns the new record's version.
+//
+// Otherwise it writes nothing and returns a *sdk.ConflictError: Found=false
+// when there is no live record, else Found=true with the stored record.
+//
+// SaveIf writes and syncs the temporary file first; only then does it take
+// the stripe of id, read the header of the current file, compare versions
+// and rename the temporary file into place. Every other write of id (Save,
+// SaveIf, Close, the removal of an expired file) holds the same stripe, in
+// this process and in every other one that shares the folder, so the check
+// and the rename are one atomic step.
+func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	path, err := h.path(id)
+	if err != nil {
+		return 0, err
+	}
+	version := newVersion()
+	tmp, err := h.writeTemp(id, r, version)
+	if err != nil {
+		return 0, err
+	}
+	defer tmp.discard()
+	err = h.withStripe(id, func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		found, cur, err := h.current(path)
+		if err != nil {
+			return h.ioError("save", id, err)
+		}
+		switch {
+		case !found && expect == 0, found && cur == expect:
+			return tmp.commit(h, id, path)
+		case !found:
+			return &sdk.ConflictError{Found: false}
+		}
+		rec, err := h.readLive(path)
+		if errors.Is(err, sdk.ErrNotFound) { // it expired a moment ago
+			return &sdk.ConflictError{Found: false}
+		}
+		if err != nil {
+			return h.ioError("save", id, err)
+		}
+		return &sdk.ConflictError{Found: true, Current: rec}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+// current reports whether path holds a live record and its version, reading
+// the header only. A missing, expired or damaged file is no live record.
+func (h *Handler) current(path string) (found bool, version uint64, err error) {
+	hdr, info, err := readHeader(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errDamaged):
+		return false, 0, nil
+	case err != nil:
+		return false, 0, err
+	case hdr.dataLen != info.Size()-int64(hdr.size), !h.now().Before(hdr.expires):
+		return false, 0, nil
+	}
+	return true, hdr.version, nil
+}
+
+// readLive reads the whole record at path; sdk.ErrNotFound when there is no
+// live record.
+func (h *Handler) readLive(path string) (sdk.Record, error) {
+	content, _, err := readWhole(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	if err != nil {
+		return sdk.Record{}, err
+	}
+	hdr, err := parseHeader(content)
+	if err != nil || int64(len(content)-hdr.size) != hdr.dataLen || !h.now().Before(hdr.expires) {
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	return sdk.Record{Data: content[hdr.size:], Expires: hdr.expires, Version: hdr.version}, nil
+}
+
+// tempFile is a written and synced temporary file waiting to be renamed
+// into place.
+type tempFile struct {
+	name      string
+	committed bool
+}
+
+// writeTemp writes r with version into a new temporary file (mode 0600) in
+// the folder, syncs and closes it.
+func (h *Handler) writeTemp(id string, r sdk.Record, version uint64) (*tempFile, error) {
+	f, err := os.CreateTemp(h.folder, tmpPrefix+"*")
+	if err != nil {
+		return nil, h.ioError("save", id, fmt.Errorf("create temporary file: %w", unwrapPath(err)))
+	}
+	t := &tempFile{name: f.Name()}
+	fail := func(what string, err error) (*tempFile, error) {
+		_ = f.Close()
+		t.discard()
+		return nil, h.ioError("save", id, fmt.Errorf("%s temporary file: %w", what, unwrapPath(err)))
+	}
+	if err := f.Chmod(fileMode); err != nil {
+		return fail("set mode of", err)
+	}
+	if _, err := f.Write(appendHeader(make([]byte, 0, maxHeaderLen), r.Expires, len(r.Data), version)); err != nil {
+		return fail("write", err)
+	}
+	if _, err := f.Write(r.Data); err != nil {
+		return fail("write", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail("sync", err)
+	}
+	if err := f.Close(); err != nil {
+		t.discard()
+		return nil, h.ioError("save", id, fmt.Errorf("close temporary file: %w", unwrapPath(err)))
+	}
+	return t, nil
+}
+
+// commit renames the temporary file onto path. The caller holds the stripe.
+func (t *tempFile) commit(h *Handler, id, path string) error {
+	if err := os.Rename(t.name, path); err != nil {
 		return h.ioError("save", id, fmt.Errorf("rename temporary file into place: %w", unwrapPath(err)))
 	}
-	committed = true
+	t.committed = true
 	return nil
 }
 
-// Close removes the record under id. Closing an id that has no record
-// returns nil. It returns an error wrapping sdk.ErrInvalidID for an id that
+// discard removes the temporary file unless it was committed.
+func (t *tempFile) discard() {
+	if !t.committed {
+		_ = os.Remove(t.name)
+		t.committed = true
+	}
+}
+
+// Close removes the record under id, holding the stripe of id. Closing an
+// id that has no record returns nil. The session's lock, if any, is left
+// alone. It returns an error wrapping sdk.ErrInvalidID for an id that
 // is not a session id and ctx.Err() when ctx is already done.
 func (h *Handler) Close(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
@@ -266,8 +420,10 @@ func (h *Handler) Close(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return h.ioError("close", id, err)
-	}
-	return nil
+	return h.withStripe(id, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return h.ioError("close", id, err)
+		}
+		return nil
+	})
 }

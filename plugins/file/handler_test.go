@@ -67,7 +67,16 @@ func TestSavedFileHasDocumentedFormat(t *testing.T) {
 	if err != nil {
 		t.Fatalf("want the file %s.sess in the folder: %v", id, err)
 	}
-	want := "tina4-session-v1 1767225600123 3\na\nb"
+	// The version is random: take it from the file and check the rest.
+	fields := strings.Fields(string(got[:bytes.IndexByte(got, '\n')]))
+	if len(fields) != 4 {
+		t.Fatalf("header: want 4 fields, got %q", got)
+	}
+	version, err := strconv.ParseUint(fields[3], 10, 64)
+	if err != nil || version <= legacyVersion {
+		t.Errorf("header: want a version above %d, got %q", legacyVersion, fields[3])
+	}
+	want := "tina4-session-v2 1767225600123 3 " + fields[3] + "\na\nb"
 	if string(got) != want {
 		t.Errorf("file content: want %q, got %q", want, got)
 	}
@@ -176,6 +185,14 @@ func TestLoadDamagedFileIsNotFound(t *testing.T) {
 		{"no newline in a long first line", strings.Repeat("x", 1000)},
 		{"header line cut off", "tina4-session-v1 " + future},
 		{"unknown format version", "tina4-session-v9 " + future + " 1\nx"},
+		{"unknown format version with a version", "tina4-session-v3 " + future + " 1 12345\nx"},
+		{"v1 with a version field", "tina4-session-v1 " + future + " 1 12345\nx"},
+		{"v2 without a version", "tina4-session-v2 " + future + " 1\nx"},
+		{"v2 version not a number", "tina4-session-v2 " + future + " 1 latest\nx"},
+		{"v2 version 0", "tina4-session-v2 " + future + " 1 0\nx"},
+		{"v2 negative version", "tina4-session-v2 " + future + " 1 -5\nx"},
+		{"v2 version over 64 bits", "tina4-session-v2 " + future + " 1 18446744073709551616\nx"},
+		{"v2 data cut off", "tina4-session-v2 " + future + " 10 99\n12345"},
 		{"expiry not a number", "tina4-session-v1 soon 1\nx"},
 		{"length not a number", "tina4-session-v1 " + future + " many\nx"},
 		{"negative length", "tina4-session-v1 " + future + " -1\nx"},
@@ -283,6 +300,15 @@ func TestHostileIDsAreRefused(t *testing.T) {
 			}
 			if err := h.Close(ctx, tc.id); !errors.Is(err, sdk.ErrInvalidID) {
 				t.Errorf("Close(%q): want an error wrapping sdk.ErrInvalidID, got %v", tc.id, err)
+			}
+			if _, err := h.SaveIf(ctx, tc.id, rec, 0); !errors.Is(err, sdk.ErrInvalidID) {
+				t.Errorf("SaveIf(%q): want an error wrapping sdk.ErrInvalidID, got %v", tc.id, err)
+			}
+			if _, err := h.Lock(ctx, tc.id, "aaaa", time.Minute); !errors.Is(err, sdk.ErrInvalidID) {
+				t.Errorf("Lock(%q): want an error wrapping sdk.ErrInvalidID, got %v", tc.id, err)
+			}
+			if err := h.Unlock(ctx, tc.id, "aaaa"); !errors.Is(err, sdk.ErrInvalidID) {
+				t.Errorf("Unlock(%q): want an error wrapping sdk.ErrInvalidID, got %v", tc.id, err)
 			}
 		})
 	}
@@ -465,6 +491,9 @@ func TestDoneContextStopsEveryMethod(t *testing.T) {
 		{"Load", func() error { _, err := h.Load(ctx, id); return err }},
 		{"Save", func() error { return h.Save(ctx, fresh, rec) }},
 		{"Close", func() error { return h.Close(ctx, id) }},
+		{"SaveIf", func() error { _, err := h.SaveIf(ctx, fresh, rec, 0); return err }},
+		{"Lock", func() error { _, err := h.Lock(ctx, fresh, "aaaa", time.Minute); return err }},
+		{"Unlock", func() error { return h.Unlock(ctx, fresh, "aaaa") }},
 	}
 	for _, op := range ops {
 		if err := op.call(); !errors.Is(err, context.Canceled) {

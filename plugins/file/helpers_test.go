@@ -52,7 +52,9 @@ func writeRaw(t *testing.T, h *Handler, name string, content []byte) {
 	}
 }
 
-// listFolder returns the sorted names in dir.
+// listFolder returns the sorted names in dir, leaving out the stripe lock
+// files (.lock-00 to .lock-3f) every Handler keeps there; stripeFiles lists
+// those.
 func listFolder(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -61,7 +63,26 @@ func listFolder(t *testing.T, dir string) []string {
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if !isStripeName(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// stripeFiles returns the sorted names of the stripe lock files in dir.
+func stripeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if isStripeName(e.Name()) {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names

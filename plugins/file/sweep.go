@@ -25,12 +25,15 @@ const (
 	maxSweepErrors = 5
 )
 
-// Sweep removes, from the session folder, every <id>.sess file whose record
-// expired at or before now or whose content is damaged, and every temporary
-// file (.tmp-*) last modified more than an hour before now. It reads only
-// the header of each session file. It never touches a file with any other
-// name, a file whose name is not a session id plus ".sess", or anything that
-// is not a regular file (folders, symlinks).
+// Sweep removes, from the session folder, every <id>.sess file (format v1
+// or v2) whose record expired at or before now or whose content is damaged,
+// every <id>.lock file whose lock expired at or before now or that is
+// damaged, and every temporary file (.tmp-*) last modified more than an hour
+// before now. It reads only the header of each session file, and removes a
+// session or lock file while holding the stripe of its id. It never touches
+// the stripe files (.lock-00 to .lock-3f), a file with any other name, a
+// file whose name is not a session id plus ".sess" or ".lock", or anything
+// that is not a regular file (folders, symlinks).
 //
 // Sweep goes on past errors with single files and returns how many files it
 // removed together with the errors it met (nil if none). The background
@@ -81,10 +84,14 @@ func (h *Handler) sweepEntry(e fs.DirEntry, now time.Time) (bool, error) {
 		return false, nil
 	}
 	switch {
+	case isStripeName(name):
+		return false, nil
 	case strings.HasPrefix(name, tmpPrefix):
 		return h.sweepTemp(name, e, now)
 	case strings.HasSuffix(name, suffix) && sdk.ValidID(strings.TrimSuffix(name, suffix)):
 		return h.sweepSession(name, now)
+	case strings.HasSuffix(name, lockSuffix) && sdk.ValidID(strings.TrimSuffix(name, lockSuffix)):
+		return h.sweepLock(name, now)
 	default:
 		return false, nil
 	}
@@ -133,9 +140,15 @@ func (h *Handler) sweepSession(name string, now time.Time) (bool, error) {
 	if damaged == nil && now.Before(hdr.expires) {
 		return false, nil // live
 	}
-	removed, err := removeIfUnchanged(path, info)
+	var removed bool
+	err = h.withStripe(id, func() (err error) {
+		if removed, err = removeIfUnchanged(path, info); err != nil {
+			return h.ioError("sweep", id, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return false, h.ioError("sweep", id, err)
+		return false, err
 	}
 	if removed && damaged != nil {
 		h.log.Warn("removed damaged session file", "folder", h.folder, "session", shortID(id), "error", damaged)

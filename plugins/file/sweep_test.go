@@ -44,6 +44,10 @@ func TestSweepRemovesOnlyExpiredDamagedAndStaleFiles(t *testing.T) {
 	writeRaw(t, h, garbled+suffix, []byte("garbage"))
 	writeRaw(t, h, truncated+suffix, []byte("tina4-session-v1 "+future+" 100\nonly ten b"))
 	writeRaw(t, h, empty+suffix, nil)
+	liveV1, expiredV1 := randomID(t), randomID(t)
+	writeRaw(t, h, liveV1+suffix, []byte("tina4-session-v1 "+future+" 1\nx"))
+	writeRaw(t, h, expiredV1+suffix, []byte("tina4-session-v1 "+strconv.FormatInt(now.Add(-time.Second).UnixMilli(), 10)+" 1\nx"))
+	stripes := stripeFiles(t, h.folder)
 	writeRaw(t, h, ".tmp-crashed", []byte("half a sess"))
 	age(".tmp-crashed", 2*time.Hour)
 	writeRaw(t, h, ".tmp-in-flight", []byte("a Save in progress"))
@@ -85,13 +89,16 @@ func TestSweepRemovesOnlyExpiredDamagedAndStaleFiles(t *testing.T) {
 	if err != nil {
 		t.Errorf("Sweep: want no error, got %v", err)
 	}
-	if removed != 6 {
-		t.Errorf("Sweep: want 6 files removed (2 expired, 3 damaged, 1 stale temporary), got %d", removed)
+	if removed != 7 {
+		t.Errorf("Sweep: want 7 files removed (2 expired, 1 expired v1, 3 damaged, 1 stale temporary), got %d", removed)
 	}
-	want := append([]string{live + suffix, ".tmp-in-flight"}, keep...)
+	want := append([]string{live + suffix, liveV1 + suffix, ".tmp-in-flight"}, keep...)
 	slices.Sort(want)
 	if got := listFolder(t, h.folder); !slices.Equal(got, want) {
 		t.Errorf("after Sweep:\nwant %v\ngot  %v", want, got)
+	}
+	if got := stripeFiles(t, h.folder); len(got) != stripeCount || !slices.Equal(got, stripes) {
+		t.Errorf("after Sweep: want the %d stripe files kept, got %v", stripeCount, got)
 	}
 	if content, err := os.ReadFile(outside); err != nil || string(content) != "garbage" {
 		t.Errorf("Sweep must not follow a symlink out of the folder: outside file is %q, %v", content, err)

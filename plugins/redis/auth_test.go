@@ -29,6 +29,36 @@ func roundTrip(t *testing.T, h *Handler) {
 	}
 }
 
+// protocol2RoundTrip exercises SaveIf, Lock and Unlock, failing the test if
+// they do not work.
+func protocol2RoundTrip(t *testing.T, h *Handler) {
+	t.Helper()
+	ctx := context.Background()
+	id := randomID(t)
+	ver, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("token"), Expires: time.Now().Add(time.Hour)}, 0)
+	if err != nil {
+		t.Fatalf("SaveIf: %v", err)
+	}
+	if _, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("stale"), Expires: time.Now().Add(time.Hour)}, 0); !isConflict(err, true) {
+		t.Errorf("SaveIf with a stale version: want a conflict, got %v", err)
+	}
+	if _, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("next"), Expires: time.Now().Add(time.Hour)}, ver); err != nil {
+		t.Errorf("SaveIf with the current version: %v", err)
+	}
+	if _, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("gone"), Expires: time.Now().Add(-time.Hour)}, 0); !isConflict(err, true) {
+		t.Errorf("SaveIf of an expired record with a stale version: want a conflict, got %v", err)
+	}
+	if got, err := h.Lock(ctx, id, "t", time.Minute); err != nil || !got {
+		t.Errorf("Lock: want true, got %v, %v", got, err)
+	}
+	if got, err := h.Lock(ctx, id, "t", time.Minute); err != nil || !got {
+		t.Errorf("Lock again by the holder: want true, got %v, %v", got, err)
+	}
+	if err := h.Unlock(ctx, id, "t"); err != nil {
+		t.Errorf("Unlock: %v", err)
+	}
+}
+
 func TestPasswordAuthentication(t *testing.T) {
 	srv := redistest.Start(t, "--requirepass", "s3cret")
 	for _, name := range []string{EnvPassword, EnvSecret} {
@@ -45,6 +75,7 @@ func TestPasswordAuthentication(t *testing.T) {
 			}
 			defer h.Stop()
 			roundTrip(t, h)
+			protocol2RoundTrip(t, h)
 		})
 	}
 }
@@ -93,9 +124,10 @@ func TestWrongOrMissingPasswordIsReportedByHealth(t *testing.T) {
 func TestACLUserAuthentication(t *testing.T) {
 	srv := redistest.Start(t,
 		// The smallest set of rights docs/handlers/redis.md tells operators to grant.
-		"--user", "alice", "on", ">alicepw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+ping",
+		"--user", "alice", "on", ">alicepw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+pttl", "+pexpire", "+evalsha", "+eval", "+ping",
 		"--user", "bob", "on", ">bobpw", "~*", "+@all", "-pexpiretime",
 		"--user", "carol", "on", ">carolpw", "~tina4:session:*", "+get", "+set", "+del", "+ping",
+		"--user", "dave", "on", ">davepw", "~tina4:session:*", "+evalsha", "+eval", "+ping",
 	)
 	opts, err := OptionsFromEnv(env(map[string]string{
 		EnvHost: "127.0.0.1", EnvPort: itoa(srv.Port()), EnvUsername: "alice", EnvPassword: "alicepw",
@@ -109,13 +141,44 @@ func TestACLUserAuthentication(t *testing.T) {
 	}
 	defer h.Stop()
 	roundTrip(t, h)
+	protocol2RoundTrip(t, h)
 	if who, err := srv.Client().Do(context.Background(), "CLIENT", "LIST").Text(); err != nil || !strings.Contains(who, "user=alice") {
 		t.Errorf("CLIENT LIST: want a connection as user alice, got %q, %v", who, err)
 	}
+	// SaveIf over a session in the oldest format, whose script asks
+	// PEXPIRETIME, or PTTL when it may not.
+	legacyID := randomID(t)
+	if err := srv.Client().Do(context.Background(), "SET", DefaultPrefix+legacyID, "token", "PXAT", time.Now().Add(time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.SaveIf(context.Background(), legacyID, sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0); !isConflict(err, true) {
+		t.Errorf("SaveIf with version 0 over a legacy value as alice: want a conflict carrying it, got %v", err)
+	}
+	if _, err := h.SaveIf(context.Background(), legacyID, sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 1); err != nil {
+		t.Errorf("SaveIf with version 1 over a legacy value as alice: %v", err)
+	}
 
-	// Sessions in the current format need only GET, SET, DEL and PING.
+	// Sessions in the current format need only GET, SET, DEL and PING...
 	carol, _ := newTestHandler(t, []string{srv.Addr()}, func(o *Options) { o.Redis.Username, o.Redis.Password = "carol", "carolpw" })
 	roundTrip(t, carol)
+	// ...but SaveIf and the lock are scripts: without EVALSHA the error says
+	// which commands the user needs.
+	_, err = carol.SaveIf(context.Background(), randomID(t), sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0)
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") || !strings.Contains(err.Error(), "EVALSHA") {
+		t.Errorf("SaveIf as a user without EVALSHA: want an error with NOPERM naming the commands needed, got %v", err)
+	}
+	if _, err := carol.Lock(context.Background(), randomID(t), "t", time.Minute); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("Lock as a user without EVALSHA: want an error with NOPERM, got %v", err)
+	}
+	// A user that may run scripts but not the commands in them is told too.
+	dave, _ := newTestHandler(t, []string{srv.Addr()}, func(o *Options) { o.Redis.Username, o.Redis.Password = "dave", "davepw" })
+	_, err = dave.SaveIf(context.Background(), randomID(t), sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0)
+	if err == nil || !strings.Contains(err.Error(), "the Redis user needs GET, SET, DEL, EVALSHA") {
+		t.Errorf("SaveIf as a user whose scripts may not run GET: want an error naming the commands needed, got %v", err)
+	}
+	if _, err := dave.Lock(context.Background(), randomID(t), "t", time.Minute); err == nil || !strings.Contains(err.Error(), "the Redis user needs GET, SET, DEL, EVALSHA") {
+		t.Errorf("Lock as a user whose scripts may not run GET: want an error naming the commands needed, got %v", err)
+	}
 
 	// A user that may not run a command the handler needs gets told which:
 	// PEXPIRETIME, for a session saved by an earlier version of the handler.

@@ -30,8 +30,8 @@ func (h *Handler) fail(ctx context.Context, op string, err error) error {
 	case redis.IsAuthError(err):
 		return fmt.Errorf("redis %s: %s%w (check the password in %s or %s, and the user in %s)",
 			h.where, op, err, EnvPassword, EnvSecret, EnvUsername)
-	case redis.IsPermissionError(err):
-		return fmt.Errorf("redis %s: %s%w (the Redis user needs GET, SET, DEL, MULTI, EXEC, PEXPIRETIME or PTTL, and PING, on keys %s*)",
+	case redis.IsPermissionError(err), scriptPermissionError(err):
+		return fmt.Errorf("redis %s: %s%w (the Redis user needs GET, SET, DEL, EVALSHA, EVAL, PEXPIRE, MULTI, EXEC, PEXPIRETIME or PTTL, and PING, on keys %s*)",
 			h.where, op, err, h.prefix)
 	case strings.Contains(err.Error(), "all sentinels specified in configuration are unreachable"):
 		return fmt.Errorf("redis %s: %s%w (no Sentinel answered with the address of that master: check %s and %s)",
@@ -63,4 +63,12 @@ func unreachable(err error) bool {
 func timedOut(err error) bool {
 	var nerr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout())
+}
+
+// scriptPermissionError reports whether err is Redis refusing a command a
+// script called because the user may not run it. Redis 7.0 answers that
+// with ERR, not NOPERM.
+func scriptPermissionError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.Contains(rerr.Error(), "user executing the script can't run")
 }

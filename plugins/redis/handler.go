@@ -7,26 +7,39 @@
 // string:
 //
 //	key:    Prefix + id            (for example tina4:session:<43-char id>)
-//	value:  "\x00t4\x01"           4-byte magic
+//	value:  "\x00t4\x02"           4-byte magic (format 2)
 //	        + Expires              8 bytes, big-endian Unix milliseconds, rounded up
+//	        + Version              8 bytes, big-endian: a random number other than 0 and 1
 //	        + the token            byte for byte
 //	expiry: the same millisecond   (SET key value PXAT <Unix ms>)
 //
 // Redis removes expired sessions by itself. Load is one GET: one round trip
-// and one command, since the value carries its own expiry; Expires comes
-// back to the millisecond as it was saved, and Load reports a record whose
-// Expires has passed as not found even if Redis still holds the key. A host
-// token is a JWT and never starts with a NUL byte, so the magic cannot be
-// mistaken for the start of a token. SET ... PXAT needs Redis 6.2 or newer.
+// and one command, since the value carries its own expiry and version;
+// Expires comes back to the millisecond as it was saved, and Load reports a
+// record whose Expires has passed as not found even if Redis still holds the
+// key. A host token is a JWT and never starts with a NUL byte, so the magic
+// cannot be mistaken for the start of a token. SET ... PXAT needs Redis 6.2
+// or newer.
 //
-// A value without the magic was written by an earlier version of this
-// handler (the bare token, expiry only on the key). Load still reads it, in
-// one more round trip: MULTI, GET, PEXPIRETIME, EXEC, or PTTL in place of
-// PEXPIRETIME on a Redis older than 7.0, which lacks it (Expires is then
-// exact to within the round trip). The next Save rewrites the session in the
-// current format. A value with the magic but shorter than its 12-byte header
-// was not written by this handler; Load logs a warning and reports it as not
-// found, like a key of another type.
+// Every write (Save and SaveIf) gives the record a new random version.
+// SaveIf checks the stored version and writes in one Lua script on the one
+// key of the session, so it is atomic across every process that shares the
+// Redis, and works on a Cluster. Lock and Unlock keep a per-session lock
+// under its own key, Prefix + id + ":lock", a string holding the holder's
+// token with the lock's expiry on the key; nothing else reads or deletes
+// that key.
+//
+// Values in the two earlier formats are still read, and report version 1
+// (legacyVersion), which no write ever gives: format 1 ("\x00t4\x01", the
+// expiry, the token; no version) and, older still, the bare token with the
+// expiry only on the key. Load reads the bare token in one more round trip:
+// MULTI, GET, PEXPIRETIME, EXEC, or PTTL in place of PEXPIRETIME on a Redis
+// older than 7.0, which lacks it (Expires is then exact to within the round
+// trip). The next write rewrites the session in the current format. A value
+// with the magic but shorter than its header, or with the magic's first
+// three bytes and a format this handler does not know (a newer one), was not
+// written by this handler; Load logs a warning and reports it as not found,
+// like a key of another type.
 //
 // The package is importable so a host can run the handler in process;
 // cmd/SessionRedisHandler wraps it into a plugin binary with sdk.Serve.
@@ -38,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -56,14 +70,14 @@ import (
 const Name = "SessionRedisHandler"
 
 // Version is the handler's own version.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // startPingTimeout bounds the PING New sends to report whether Redis is
 // reachable.
 const startPingTimeout = 2 * time.Second
 
-// Handler stores each session as one Redis string under Prefix + id. It is
-// safe for concurrent use, also by several processes (several app servers)
+// Handler stores each session as one Redis string under Prefix + id, and a
+// session's lock under Prefix + id + ":lock". It is safe for concurrent use, also by several processes (several app servers)
 // sharing one Redis. Create it with New and call Stop when done.
 type Handler struct {
 	client redis.UniversalClient
@@ -79,9 +93,11 @@ type Handler struct {
 }
 
 var (
-	_ sdk.Handler       = (*Handler)(nil)
-	_ sdk.HealthChecker = (*Handler)(nil)
-	_ sdk.Stopper       = (*Handler)(nil)
+	_ sdk.Handler          = (*Handler)(nil)
+	_ sdk.VersionedHandler = (*Handler)(nil)
+	_ sdk.Locker           = (*Handler)(nil)
+	_ sdk.HealthChecker    = (*Handler)(nil)
+	_ sdk.Stopper          = (*Handler)(nil)
 )
 
 // New returns a Handler with one pooled go-redis client built from
@@ -146,27 +162,66 @@ func describe(u *redis.UniversalOptions) string {
 	}
 }
 
-// Stored value layout: valueMagic, then Expires as big-endian Unix
-// milliseconds, then the token. See the package documentation.
+// Stored value layout: a 4-byte magic, "\x00t4" and the format, then
+// Expires as big-endian Unix milliseconds, then (format 2) the version, then
+// the token. See the package documentation.
 const (
-	valueMagic  = "\x00t4\x01"
-	valueHeader = len(valueMagic) + 8
+	magicPrefix = "\x00t4"
+	formatV1    = 1 // "\x00t4\x01" + Expires + token: no version
+	formatV2    = 2 // "\x00t4\x02" + Expires + Version + token: what this handler writes
+	magicLen    = len(magicPrefix) + 1
+	headerV1    = magicLen + 8
+	headerV2    = headerV1 + 8
 )
 
-// Load returns the record stored under id.
+// legacyVersion is the version Load reports for a value without one (format
+// 1, or the bare token): no write gives it, so SaveIf over such a value
+// succeeds with expect 1 and conflicts with anything else.
+const legacyVersion = 1
+
+// newVersion returns a random version for a write: never 0 (no record) and
+// never legacyVersion.
+func newVersion() uint64 {
+	for {
+		if v := rand.Uint64(); v > legacyVersion {
+			return v
+		}
+	}
+}
+
+// encodeValue returns the value that stores data expiring at pxat (Unix
+// milliseconds) with version ver, in format 2.
+func encodeValue(pxat int64, ver uint64, data []byte) []byte {
+	value := make([]byte, headerV2+len(data))
+	copy(value, magicPrefix)
+	value[len(magicPrefix)] = formatV2
+	binary.BigEndian.PutUint64(value[magicLen:], uint64(pxat))
+	binary.BigEndian.PutUint64(value[headerV1:], ver)
+	copy(value[headerV2:], data)
+	return value
+}
+
+// expiryMillis is r.Expires in Unix milliseconds, rounded up to Redis's
+// millisecond so the key never expires before r.Expires.
+func expiryMillis(expires time.Time) int64 {
+	return (expires.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+}
+
+// Load returns the record stored under id, with its version (1 for a value
+// in an earlier format, which has none).
 //
 // It returns sdk.ErrNotFound when there is no key for id (never saved,
 // closed, or expired and removed by Redis), and also when the key holds
 // something this handler never writes (not a string, a value with the magic
-// but too short to hold an expiry, or a value without the magic and without
-// an expiry); those are logged as warnings and left for the next Save to
-// replace. It returns an error wrapping sdk.ErrInvalidID for an id that is
-// not a session id, without asking Redis; ctx.Err() when ctx is already
-// done; and an error naming Redis and its address when Redis cannot be
-// asked.
+// but too short to hold its header or of an unknown format, or a value
+// without the magic and without an expiry); those are logged as warnings and
+// left for the next write to replace. It returns an error wrapping
+// sdk.ErrInvalidID for an id that is not a session id, without asking Redis;
+// ctx.Err() when ctx is already done; and an error naming Redis and its
+// address when Redis cannot be asked.
 //
 // Load sends one GET. Only for a value written by an earlier version of
-// this handler, without the magic, it then reads the value and the key's
+// this handler without the magic, it then reads the value and the key's
 // expiry again in one MULTI/EXEC (see the package documentation).
 func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 	if err := ctx.Err(); err != nil {
@@ -196,25 +251,43 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 	return h.decode(id, v, time.Now())
 }
 
-// hasMagic reports whether v starts with valueMagic.
+// hasMagic reports whether v starts with a magic: "\x00t4" and a format
+// byte. A bare token (a JWT) never does.
 func hasMagic(v []byte) bool {
-	return len(v) >= len(valueMagic) && string(v[:len(valueMagic)]) == valueMagic
+	return len(v) >= magicLen && string(v[:len(magicPrefix)]) == magicPrefix
 }
 
-// decode returns the record in v, a value starting with valueMagic. Data is
-// a sub-slice of v, so v must not be used afterwards.
+// decode returns the record in v, a value with the magic, as it is at now:
+// sdk.ErrNotFound when its expiry is not after now, or when v is not a
+// value this handler writes (too short, or a format it does not know). Data
+// is a sub-slice of v, so v must not be used afterwards. SaveIf's script
+// judges a stored value the same way (saveIfSource).
 func (h *Handler) decode(id string, v []byte, now time.Time) (sdk.Record, error) {
-	if len(v) < valueHeader {
-		h.log.Warn("session value in redis is too short to hold an expiry, so this handler did not write it; treating the session as not found",
+	header := headerV1
+	switch format := v[len(magicPrefix)]; format {
+	case formatV1:
+	case formatV2:
+		header = headerV2
+	default:
+		h.log.Warn("session value in redis has a format this handler does not know (written by a newer version?); treating the session as not found",
+			"redis", h.where, "session", shortID(id), "format", int(format))
+		return sdk.Record{}, sdk.ErrNotFound
+	}
+	if len(v) < header {
+		h.log.Warn("session value in redis is too short to hold its header, so this handler did not write it; treating the session as not found",
 			"redis", h.where, "session", shortID(id), "bytes", len(v))
 		return sdk.Record{}, sdk.ErrNotFound
 	}
-	expires := time.UnixMilli(int64(binary.BigEndian.Uint64(v[len(valueMagic):valueHeader])))
+	expires := time.UnixMilli(int64(binary.BigEndian.Uint64(v[magicLen:headerV1])))
 	if !now.Before(expires) {
 		// Redis still had it, but by this process's clock it has expired.
 		return sdk.Record{}, sdk.ErrNotFound
 	}
-	return sdk.Record{Data: v[valueHeader:len(v):len(v)], Expires: expires}, nil
+	version := uint64(legacyVersion)
+	if header == headerV2 {
+		version = max(binary.BigEndian.Uint64(v[headerV1:headerV2]), legacyVersion) // 0 was not written here either
+	}
+	return sdk.Record{Data: v[header:len(v):len(v)], Expires: expires, Version: version}, nil
 }
 
 // loadLegacy reads key's value and expiry in one MULTI/EXEC, for a value
@@ -266,7 +339,7 @@ func (h *Handler) loadLegacy(ctx context.Context, id, key string) (sdk.Record, e
 	}
 	data, _ := get.Bytes()
 	if hasMagic(data) {
-		// A Save in the current format replaced the value since the GET.
+		// A write in the current format replaced the value since the GET.
 		return h.decode(id, data, now)
 	}
 
@@ -287,7 +360,7 @@ func (h *Handler) loadLegacy(ctx context.Context, id, key string) (sdk.Record, e
 		// Redis still had it, but by this process's clock it has expired.
 		return sdk.Record{}, sdk.ErrNotFound
 	}
-	return sdk.Record{Data: data, Expires: expires}, nil
+	return sdk.Record{Data: data, Expires: expires, Version: legacyVersion}, nil
 }
 
 // warnNotString logs that id's key is not a string.
@@ -297,11 +370,11 @@ func (h *Handler) warnNotString(id string) {
 }
 
 // Save stores r under id with SET key value PXAT <r.Expires in Unix ms>,
-// where value is the magic, r.Expires and r.Data (see the package
-// documentation), replacing whatever the key held; Redis applies it
-// atomically and removes the key once r.Expires has passed. A record whose
-// Expires is not in the future is not stored: Save deletes the key instead,
-// so an older record cannot be loaded either.
+// where value is the magic, r.Expires, a new random version and r.Data (see
+// the package documentation; r.Version is ignored), replacing whatever the
+// key held; Redis applies it atomically and removes the key once r.Expires
+// has passed. A record whose Expires is not in the future is not stored:
+// Save deletes the key instead, so an older record cannot be loaded either.
 //
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
 // session id, without asking Redis; ctx.Err() when ctx is already done; and
@@ -321,13 +394,8 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 		}
 		return nil
 	}
-	// Round up to Redis's millisecond so the key never expires before r.Expires.
-	pxat := (r.Expires.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
-	value := make([]byte, valueHeader+len(r.Data))
-	copy(value, valueMagic)
-	binary.BigEndian.PutUint64(value[len(valueMagic):], uint64(pxat))
-	copy(value[valueHeader:], r.Data)
-	cmd := redis.NewStatusCmd(ctx, "set", key, value, "pxat", pxat)
+	pxat := expiryMillis(r.Expires)
+	cmd := redis.NewStatusCmd(ctx, "set", key, encodeValue(pxat, newVersion(), r.Data), "pxat", pxat)
 	if err := h.client.Process(ctx, cmd); err != nil {
 		return h.fail(ctx, "save session "+shortID(id), err)
 	}
@@ -335,6 +403,8 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 }
 
 // Close deletes the key of id. Closing an id that has no key returns nil.
+// It leaves the session's lock alone (see Lock): the lock is not the record,
+// its holder releases it, and it expires by itself.
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
 // session id, without asking Redis; ctx.Err() when ctx is already done; and
 // an error naming Redis and its address when the delete fails.

@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -80,6 +81,59 @@ func BenchmarkLoadLegacy(b *testing.B) {
 		rec, err := h.Load(ctx, id)
 		if err != nil || len(rec.Data) != len(token) {
 			b.Fatalf("Load: want the %d-byte token, got %d bytes, %v", len(token), len(rec.Data), err)
+		}
+	}
+}
+
+// BenchmarkSave measures one Save of a live session (SET ... PXAT), one
+// caller at a time.
+func BenchmarkSave(b *testing.B) {
+	h, _, id, token := benchHandler(b)
+	ctx := context.Background()
+	rec := sdk.Record{Data: token, Expires: time.Now().Add(time.Hour)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Save(ctx, id, rec); err != nil {
+			b.Fatalf("Save: %v", err)
+		}
+	}
+}
+
+// BenchmarkSaveIf measures one SaveIf over the version the previous one
+// wrote (the host's write with capability "versions"): one EVALSHA that
+// reads the value, compares the version and SETs.
+func BenchmarkSaveIf(b *testing.B) {
+	h, _, id, token := benchHandler(b)
+	ctx := context.Background()
+	rec := sdk.Record{Data: token, Expires: time.Now().Add(time.Hour)}
+	ver, err := h.SaveIf(ctx, id, rec, legacyVersion) // benchHandler saved it in format 2; find its version
+	var ce *sdk.ConflictError
+	if errors.As(err, &ce) {
+		ver, err = h.SaveIf(ctx, id, rec, ce.Current.Version)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ver, err = h.SaveIf(ctx, id, rec, ver); err != nil {
+			b.Fatalf("SaveIf: %v", err)
+		}
+	}
+}
+
+// BenchmarkLockUnlock measures taking and releasing a session's lock: two
+// EVALSHAs.
+func BenchmarkLockUnlock(b *testing.B) {
+	h, _, id, _ := benchHandler(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if got, err := h.Lock(ctx, id, "0123456789abcdef0123456789abcdef", 5*time.Second); err != nil || !got {
+			b.Fatalf("Lock: %v, %v", got, err)
+		}
+		if err := h.Unlock(ctx, id, "0123456789abcdef0123456789abcdef"); err != nil {
+			b.Fatalf("Unlock: %v", err)
 		}
 	}
 }

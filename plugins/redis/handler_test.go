@@ -76,14 +76,22 @@ func TestSaveStoresMagicExpiryAndTokenUnderPrefixPlusID(t *testing.T) {
 			if !slices.Equal(keys, []string{want + id}) {
 				t.Fatalf("keys in Redis: want only %q, got %q", want+id, keys)
 			}
-			// "\x00t4\x01", Expires as 8 big-endian bytes of Unix ms, the token byte for byte.
-			ms := expires.UnixMilli()
-			wantValue := "\x00t4\x01" + string([]byte{byte(ms >> 56), byte(ms >> 48), byte(ms >> 40), byte(ms >> 32), byte(ms >> 24), byte(ms >> 16), byte(ms >> 8), byte(ms)}) + "sealed\x00token"
-			if wantValue != storedValue("sealed\x00token", expires) {
+			rec, err := h.Load(ctx, id)
+			if err != nil || rec.Version <= 1 {
+				t.Fatalf("Load: want the record with a version above 1, got version %d, %v", rec.Version, err)
+			}
+			// "\x00t4\x02", Expires as 8 big-endian bytes of Unix ms, the
+			// version as 8 big-endian bytes, the token byte for byte.
+			ms, v := expires.UnixMilli(), rec.Version
+			wantValue := "\x00t4\x02" +
+				string([]byte{byte(ms >> 56), byte(ms >> 48), byte(ms >> 40), byte(ms >> 32), byte(ms >> 24), byte(ms >> 16), byte(ms >> 8), byte(ms)}) +
+				string([]byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}) +
+				"sealed\x00token"
+			if wantValue != storedValue("sealed\x00token", expires, v) {
 				t.Fatalf("storedValue disagrees with the layout spelt out here")
 			}
 			if got, err := srv.Client().Get(ctx, want+id).Result(); err != nil || got != wantValue {
-				t.Errorf("GET %s: want magic + expiry + token %q, got %q, %v", want+id, wantValue, got, err)
+				t.Errorf("GET %s: want magic + expiry + version + token %q, got %q, %v", want+id, wantValue, got, err)
 			}
 			if got, err := srv.Client().PExpireTime(ctx, want+id).Result(); err != nil || got != time.Duration(expires.UnixMilli())*time.Millisecond {
 				t.Errorf("PEXPIRETIME: want %d (Expires in Unix ms), got %d, %v", expires.UnixMilli(), got.Milliseconds(), err)
@@ -102,8 +110,19 @@ func TestSaveRoundsExpiresUpToTheMillisecond(t *testing.T) {
 	if err := h.Save(ctx, id, sdk.Record{Data: []byte("t"), Expires: expires}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := srv.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || got != storedValue("t", ceil) {
-		t.Errorf("GET: want %q, got %q, %v", storedValue("t", ceil), got, err)
+	ver, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("t"), Expires: expires}, 0)
+	var ce *sdk.ConflictError
+	if !errors.As(err, &ce) || !ce.Found {
+		t.Fatalf("SaveIf with version 0 over a record: want a conflict, got %d, %v", ver, err)
+	}
+	if got, err := srv.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || got != storedValue("t", ceil, ce.Current.Version) {
+		t.Errorf("GET: want %q, got %q, %v", storedValue("t", ceil, ce.Current.Version), got, err)
+	}
+	if ver, err = h.SaveIf(ctx, id, sdk.Record{Data: []byte("t"), Expires: expires}, ce.Current.Version); err != nil {
+		t.Fatalf("SaveIf: %v", err)
+	}
+	if got, err := srv.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || got != storedValue("t", ceil, ver) {
+		t.Errorf("GET after SaveIf: want %q, got %q, %v", storedValue("t", ceil, ver), got, err)
 	}
 	if got, err := srv.Client().PExpireTime(ctx, DefaultPrefix+id).Result(); err != nil || got.Milliseconds() != ceil.UnixMilli() {
 		t.Errorf("PEXPIRETIME: want %d, got %d, %v", ceil.UnixMilli(), got.Milliseconds(), err)
@@ -177,11 +196,12 @@ func TestLoadReadsValuesSavedByTheEarlierFormat(t *testing.T) {
 	if err := h.Save(ctx, id, sdk.Record{Data: []byte(token), Expires: later}); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := c.Get(ctx, DefaultPrefix+id).Result(); err != nil || v != storedValue(token, later) {
-		t.Errorf("GET after Save over a legacy value: want %q, got %q, %v", storedValue(token, later), v, err)
+	got, err := h.Load(ctx, id)
+	if err != nil || string(got.Data) != token || !got.Expires.Equal(later) || got.Version <= 1 {
+		t.Errorf("Load after Save over a legacy value: want %q expiring %v with a new version, got %q expiring %v version %d, %v", token, later, got.Data, got.Expires, got.Version, err)
 	}
-	if got, err := h.Load(ctx, id); err != nil || string(got.Data) != token || !got.Expires.Equal(later) {
-		t.Errorf("Load after Save over a legacy value: want %q expiring %v, got %q expiring %v, %v", token, later, got.Data, got.Expires, err)
+	if v, err := c.Get(ctx, DefaultPrefix+id).Result(); err != nil || v != storedValue(token, later, got.Version) {
+		t.Errorf("GET after Save over a legacy value: want %q, got %q, %v", storedValue(token, later, got.Version), v, err)
 	}
 }
 
@@ -191,11 +211,17 @@ func TestLoadTrustsTheExpiryInTheValue(t *testing.T) {
 	id := randomID(t)
 	// The value says it expired a second ago; the key would live an hour.
 	past := time.Now().Add(-time.Second)
-	if err := srv.Client().Set(ctx, DefaultPrefix+id, storedValue("token", past), time.Hour).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Load(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
-		t.Errorf("Load of a value whose own expiry has passed: want sdk.ErrNotFound, got %v", err)
+	for _, v := range []string{storedValue("token", past, 1234567), formatV1Value("token", past)} {
+		if err := srv.Client().Set(ctx, DefaultPrefix+id, v, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Load(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Load of a value whose own expiry has passed (format %d): want sdk.ErrNotFound, got %v", v[3], err)
+		}
+		// SaveIf agrees: no record.
+		if _, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 1234567); !isConflict(err, false) {
+			t.Errorf("SaveIf over a value whose own expiry has passed (format %d): want a conflict with no record, got %v", v[3], err)
+		}
 	}
 }
 
@@ -372,12 +398,21 @@ func TestHostileIDsAreRefusedBeforeRedis(t *testing.T) {
 		if err := h.Close(ctx, id); !errors.Is(err, sdk.ErrInvalidID) {
 			t.Errorf("Close(%q): want sdk.ErrInvalidID, got %v", id, err)
 		}
+		if _, err := h.SaveIf(ctx, id, rec, 0); !errors.Is(err, sdk.ErrInvalidID) {
+			t.Errorf("SaveIf(%q): want sdk.ErrInvalidID, got %v", id, err)
+		}
+		if _, err := h.Lock(ctx, id, "token", time.Minute); !errors.Is(err, sdk.ErrInvalidID) {
+			t.Errorf("Lock(%q): want sdk.ErrInvalidID, got %v", id, err)
+		}
+		if err := h.Unlock(ctx, id, "token"); !errors.Is(err, sdk.ErrInvalidID) {
+			t.Errorf("Unlock(%q): want sdk.ErrInvalidID, got %v", id, err)
+		}
 	}
 	stats, err := srv.Client().Info(ctx, "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"get", "set", "del", "multi", "exec", "pexpiretime"} {
+	for _, cmd := range []string{"get", "set", "del", "multi", "exec", "pexpiretime", "evalsha", "eval", "pexpire"} {
 		if strings.Contains(stats, "cmdstat_"+cmd+":") {
 			t.Errorf("after refusing hostile ids: want no %s sent to Redis, INFO commandstats says:\n%s", strings.ToUpper(cmd), stats)
 		}
@@ -431,7 +466,15 @@ func TestLoadTreatsKeysItDidNotWriteAsNotFound(t *testing.T) {
 func TestLoadTreatsAShortValueWithTheMagicAsNotFound(t *testing.T) {
 	h, srv, logs := startHandler(t)
 	ctx := context.Background()
-	for _, v := range []string{"\x00t4\x01", "\x00t4\x01\x00\x00\x01\x90\x00\x00\x00"} {
+	short := []string{
+		"\x00t4\x01",
+		"\x00t4\x01\x00\x00\x01\x90\x00\x00\x00",
+		"\x00t4\x02",
+		"\x00t4\x02\x00\x00\x01\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09", // expiry, 7 of the version's 8 bytes
+	}
+	unknown := storedValue("a token of a newer format", time.Now().Add(time.Hour), 77)
+	unknown = unknown[:3] + "\x03" + unknown[4:]
+	for _, v := range append(short, unknown) {
 		id := randomID(t)
 		if err := srv.Client().Set(ctx, DefaultPrefix+id, v, time.Hour).Err(); err != nil {
 			t.Fatal(err)
@@ -442,9 +485,23 @@ func TestLoadTreatsAShortValueWithTheMagicAsNotFound(t *testing.T) {
 		if strings.Contains(logs.String(), id) {
 			t.Errorf("log must not contain a whole session id, got %q", logs.String())
 		}
+		// SaveIf agrees with Load: there is no record.
+		rec := sdk.Record{Data: []byte("mine"), Expires: time.Now().Add(time.Hour)}
+		if _, err := h.SaveIf(ctx, id, rec, 1); !isConflict(err, false) {
+			t.Errorf("SaveIf with version 1 over %q: want a conflict with no record, got %v", v, err)
+		}
+		if ver, err := h.SaveIf(ctx, id, rec, 0); err != nil || ver <= 1 {
+			t.Errorf("SaveIf with version 0 over %q: want it saved with a new version, got %d, %v", v, ver, err)
+		}
+		if got, err := h.Load(ctx, id); err != nil || string(got.Data) != "mine" {
+			t.Errorf("Load after SaveIf over %q: want %q, got %q, %v", v, "mine", got.Data, err)
+		}
 	}
-	if n := strings.Count(logs.String(), "too short to hold an expiry"); n != 2 {
-		t.Errorf("log: want 2 warnings saying the value is too short, got %d in %q", n, logs.String())
+	if n := strings.Count(logs.String(), "too short to hold its header"); n != len(short) {
+		t.Errorf("log: want %d warnings saying the value is too short, got %d in %q", len(short), n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "format this handler does not know"); n != 1 {
+		t.Errorf("log: want 1 warning about an unknown format, got %d in %q", n, logs.String())
 	}
 }
 
@@ -566,6 +623,38 @@ func TestContextDeadlineIsHonoured(t *testing.T) {
 	}
 	if err := h.Close(cancelled, randomID(t)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Close with a cancelled context: want context.Canceled, got %v", err)
+	}
+	if _, err := h.SaveIf(cancelled, randomID(t), sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("SaveIf with a cancelled context: want context.Canceled, got %v", err)
+	}
+	if _, err := h.Lock(cancelled, randomID(t), "token", time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock with a cancelled context: want context.Canceled, got %v", err)
+	}
+	if err := h.Unlock(cancelled, randomID(t), "token"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Unlock with a cancelled context: want context.Canceled, got %v", err)
+	}
+	// The protocol-2 calls honour a deadline too.
+	for name, call := range map[string]func(context.Context) error{
+		"SaveIf": func(ctx context.Context) error {
+			_, err := h.SaveIf(ctx, randomID(t), sdk.Record{Data: []byte("x"), Expires: time.Now().Add(time.Hour)}, 0)
+			return err
+		},
+		"Lock": func(ctx context.Context) error {
+			_, err := h.Lock(ctx, randomID(t), "token", time.Minute)
+			return err
+		},
+		"Unlock": func(ctx context.Context) error { return h.Unlock(ctx, randomID(t), "token") },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), "redis "+l.Addr().String()) {
+			t.Errorf("%s from a Redis that never answers: want an error naming redis %s wrapping context.DeadlineExceeded, got %v", name, l.Addr(), err)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("%s with a 200ms deadline took %v", name, took)
+		}
 	}
 }
 

@@ -52,12 +52,21 @@ func randomID(t *testing.T) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// storedValue is what Save writes to Redis for token expiring at expires:
-// the magic "\x00t4\x01", expires rounded up to the millisecond as 8
-// big-endian bytes of Unix milliseconds, then the token. It is spelt out
-// here, not built from the handler's constants, so a change of the format
-// shows up as a failing test.
-func storedValue(token string, expires time.Time) string {
+// storedValue is what Save and SaveIf write to Redis for token expiring at
+// expires with version ver: the magic "\x00t4\x02", expires rounded up to
+// the millisecond as 8 big-endian bytes of Unix milliseconds, ver as 8
+// big-endian bytes, then the token. It is spelt out here, not built from the
+// handler's constants, so a change of the format shows up as a failing test.
+func storedValue(token string, expires time.Time, ver uint64) string {
+	var be [8]byte
+	binary.BigEndian.PutUint64(be[:], ver)
+	return "\x00t4\x02" + formatV1Value("", expires)[4:] + string(be[:]) + token
+}
+
+// formatV1Value is what the previous version of Save wrote (format 1, no
+// version): the magic "\x00t4\x01", expires rounded up to the millisecond
+// as 8 big-endian bytes of Unix milliseconds, then the token.
+func formatV1Value(token string, expires time.Time) string {
 	ms := expires.UnixMilli()
 	if expires.Nanosecond()%int(time.Millisecond) != 0 {
 		ms++

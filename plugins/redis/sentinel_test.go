@@ -59,9 +59,9 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("Load: want %q expiring %v, got %q expiring %v, %v", rec.Data, rec.Expires, got.Data, got.Expires, err)
 	}
 	// The key is on the master, and replicated.
-	want := storedValue("sealed token", rec.Expires)
+	want := storedValue("sealed token", rec.Expires, got.Version)
 	if v, err := master.Client().Get(ctx, DefaultPrefix+id).Result(); err != nil || v != want {
-		t.Errorf("GET on the master %s: want magic + expiry + token %q, got %q, %v", master.Addr(), want, v, err)
+		t.Errorf("GET on the master %s: want magic + expiry + version + token %q, got %q, %v", master.Addr(), want, v, err)
 	}
 	waitReplicated(t, replica, DefaultPrefix+id, want)
 
@@ -125,12 +125,13 @@ func TestSentinelFailover(t *testing.T) {
 
 	before := randomID(t)
 	rec := sdk.Record{Data: []byte("saved before the failover"), Expires: time.Now().Add(time.Hour)}
-	if err := h.Save(ctx, before, rec); err != nil {
-		t.Fatalf("Save: %v", err)
+	ver, err := h.SaveIf(ctx, before, rec, 0)
+	if err != nil {
+		t.Fatalf("SaveIf: %v", err)
 	}
 	// Replication is asynchronous: kill the master only once the replica
 	// has the session, or the failover would rightly lose it.
-	waitReplicated(t, replica, DefaultPrefix+before, storedValue(string(rec.Data), rec.Expires))
+	waitReplicated(t, replica, DefaultPrefix+before, storedValue(string(rec.Data), rec.Expires, ver))
 
 	killed := time.Now()
 	master.Kill()
@@ -140,7 +141,6 @@ func TestSentinelFailover(t *testing.T) {
 	// The same Handler follows the failover by itself. Allow a few
 	// attempts while go-redis drops its connections to the old master.
 	var got sdk.Record
-	var err error
 	attempts := 0
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		attempts++
@@ -153,17 +153,18 @@ func TestSentinelFailover(t *testing.T) {
 		t.Logf("Load attempt %d after the failover: %v", attempts, err)
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil || string(got.Data) != string(rec.Data) {
-		t.Fatalf("Load after the failover (%d attempts): want %q, got %q, %v", attempts, rec.Data, got.Data, err)
+	if err != nil || string(got.Data) != string(rec.Data) || got.Version != ver {
+		t.Fatalf("Load after the failover (%d attempts): want %q version %d, got %q version %d, %v", attempts, rec.Data, ver, got.Data, got.Version, err)
 	}
 	t.Logf("Load works again %s after the kill, at attempt %d", time.Since(killed), attempts)
 
 	after := randomID(t)
 	afterRec := sdk.Record{Data: []byte("saved after the failover"), Expires: time.Now().Add(time.Hour)}
-	if err := h.Save(ctx, after, afterRec); err != nil {
-		t.Fatalf("Save after the failover: %v", err)
+	afterVer, err := h.SaveIf(ctx, after, afterRec, 0)
+	if err != nil {
+		t.Fatalf("SaveIf after the failover: %v", err)
 	}
-	if v, err := replica.Client().Get(ctx, DefaultPrefix+after).Result(); err != nil || v != storedValue(string(afterRec.Data), afterRec.Expires) {
+	if v, err := replica.Client().Get(ctx, DefaultPrefix+after).Result(); err != nil || v != storedValue(string(afterRec.Data), afterRec.Expires, afterVer) {
 		t.Errorf("GET on the new master %s: want the value saved after the failover, got %q, %v", replica.Addr(), v, err)
 	}
 	if got, err := h.Load(ctx, after); err != nil || string(got.Data) != "saved after the failover" {

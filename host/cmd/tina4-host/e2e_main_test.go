@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,6 +258,27 @@ func jarID(t *testing.T, c *http.Client, s *hostProc) string {
 		}
 	}
 	return ""
+}
+
+// stripeLock is the name of the file handler's fixed lock files
+// (.lock-00 to .lock-3f), which every session folder holds.
+var stripeLock = regexp.MustCompile(`^\.lock-[0-9a-f]{2}$`)
+
+// storedFiles lists the names in a session folder other than the file
+// handler's stripe lock files: what requests stored.
+func storedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !stripeLock.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
 
 // grepTree reports the files under dir whose bytes contain marker.

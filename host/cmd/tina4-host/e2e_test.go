@@ -65,7 +65,7 @@ func TestPostValidation(t *testing.T) {
 	if r := call(t, c, "POST", s.url("/api/session"), big); r.Code != 413 {
 		t.Errorf("POST of more than 1 MiB: want 413, got %d", r.Code)
 	}
-	if entries, _ := os.ReadDir(s.folder); len(entries) != 0 {
+	if entries := storedFiles(t, s.folder); len(entries) != 0 {
 		t.Errorf("rejected requests must store nothing, folder has %d entries", len(entries))
 	}
 }
@@ -138,7 +138,7 @@ func TestStoreHoldsNoReadableValues(t *testing.T) {
 	if hits := grepTree(t, s.folder, marker); len(hits) != 0 {
 		t.Fatalf("session values must not be readable in the store; %q found in %v", marker, hits)
 	}
-	if entries, _ := os.ReadDir(s.folder); len(entries) != 1 {
+	if entries := storedFiles(t, s.folder); len(entries) != 1 {
 		t.Fatalf("want one session file, got %d", len(entries))
 	}
 }
@@ -230,10 +230,9 @@ func TestHostileCookiesNeverReachTheStore(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "keep me" {
 		t.Fatalf("a file outside the session folder was touched: %q", b)
 	}
-	entries, _ := os.ReadDir(s.folder)
-	for _, e := range entries {
-		if len(strings.TrimSuffix(e.Name(), ".sess")) != 43 {
-			t.Errorf("unexpected file in the session folder: %s", e.Name())
+	for _, name := range storedFiles(t, s.folder) {
+		if len(strings.TrimSuffix(name, ".sess")) != 43 {
+			t.Errorf("unexpected file in the session folder: %s", name)
 		}
 	}
 }
@@ -267,7 +266,7 @@ func TestNoSaveWhenNothingChanged(t *testing.T) {
 	if sessionCookie(resp) != nil {
 		t.Errorf("a request without a session must not get a cookie")
 	}
-	if entries, _ := os.ReadDir(s.folder); len(entries) != 1 {
+	if entries := storedFiles(t, s.folder); len(entries) != 1 {
 		t.Errorf("want still one session file, got %d", len(entries))
 	}
 }
@@ -442,8 +441,8 @@ func TestDotEnvSettingReachesPlugin(t *testing.T) {
 	if r.Code != 200 {
 		t.Fatalf("POST: %d\n%s", r.Code, log.String())
 	}
-	if entries, err := os.ReadDir(folder); err != nil || len(entries) != 1 {
-		t.Fatalf("the plugin should store in the folder set only in .env (%s): %v %d", folder, err, len(entries))
+	if entries := storedFiles(t, folder); len(entries) != 1 {
+		t.Fatalf("the plugin should store in the folder set only in .env (%s): %v", folder, entries)
 	}
 }
 

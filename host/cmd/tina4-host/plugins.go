@@ -9,6 +9,7 @@ import (
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/loader"
 	"github.com/tina4go/sessions/sdk/handlertest"
+	"github.com/tina4go/sessions/shared"
 )
 
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
@@ -48,10 +49,28 @@ func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdou
 		}
 		fmt.Fprintf(stdout, "  usable: yes\n  reports: name=%s version=%s protocols=%v capabilities=%v\n  transport: %s\n",
 			info.Name, info.Version, info.Protocols, info.Capabilities, describeTransport(info.Transport))
+		fmt.Fprintf(stdout, "  concurrency: %s\n", describeConcurrency(info.Info))
 	}
 	fmt.Fprintf(stdout, "\nbuilt in: SessionFileHandler (used when the plugin directory has no binary of that name)\n")
 	fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s\n", cfg.Handler)
 	return 0
+}
+
+// describeConcurrency says what a handler's capabilities mean for
+// concurrent requests on one session.
+func describeConcurrency(info shared.Info) string {
+	var d string
+	if info.HasCapability(shared.CapabilityVersions) {
+		d = "record versions: concurrent requests keep each other's changes on every host"
+	} else {
+		d = "WARNING: no record versions (protocol 1): across hosts the last commit of a session wins"
+	}
+	if info.HasCapability(shared.CapabilityLock) {
+		d += "; TINA4_SESSION_LOCK available"
+	} else {
+		d += "; no session lock (TINA4_SESSION_LOCK refused)"
+	}
+	return d
 }
 
 // verifyPlugin launches handler name through the real loader and saves,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tina4go/sessions/host"
 )
@@ -27,6 +28,8 @@ func newServer(h *host.Host, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /api/session", s.apiGet)
 	mux.HandleFunc("POST /api/session", s.apiPost)
 	mux.HandleFunc("DELETE /api/session", s.apiDelete)
+	mux.HandleFunc("POST /api/session/regenerate", s.apiRegenerate)
+	mux.HandleFunc("POST /api/session/incr/{key}", s.apiIncr)
 	withSessions := h.Wrap(mux)
 
 	root := http.NewServeMux()
@@ -50,7 +53,64 @@ func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"values": host.FromRequest(r).All()})
 }
 
+// maxDelay bounds the ?delay= of the API routes.
+const maxDelay = 10 * time.Second
+
+// pause honours ?delay=<duration> (at most maxDelay): the request waits
+// that long after loading its session and before changing it, so that
+// overlapping requests on one session can be tried by hand. It answers 400
+// and returns false for a delay it cannot parse.
+func pause(w http.ResponseWriter, r *http.Request) bool {
+	v := r.URL.Query().Get("delay")
+	if v == "" {
+		return true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxDelay {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "delay must be a duration from 0 to " + maxDelay.String()})
+		return false
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func (s *server) apiRegenerate(w http.ResponseWriter, r *http.Request) {
+	if !pause(w, r) {
+		return
+	}
+	sess := host.FromRequest(r)
+	sess.Regenerate()
+	writeJSON(w, http.StatusOK, map[string]any{"values": sess.All()})
+}
+
+// apiIncr adds one to the number stored under key: a read-modify-write,
+// exact only with TINA4_SESSION_LOCK.
+func (s *server) apiIncr(w http.ResponseWriter, r *http.Request) {
+	if !pause(w, r) {
+		return
+	}
+	sess := host.FromRequest(r)
+	key := r.PathValue("key")
+	var n int64
+	if _, err := sess.Decode(key, &n); err != nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	}
+	if err := sess.Set(key, n+1); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"values": sess.All()})
+}
+
 func (s *server) apiPost(w http.ResponseWriter, r *http.Request) {
+	if !pause(w, r) {
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	var obj map[string]json.RawMessage
 	dec := json.NewDecoder(body)
@@ -87,6 +147,9 @@ func (s *server) apiPost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) apiDelete(w http.ResponseWriter, r *http.Request) {
+	if !pause(w, r) {
+		return
+	}
 	host.FromRequest(r).Destroy()
 	writeJSON(w, http.StatusOK, map[string]any{"values": map[string]any{}})
 }
