@@ -1,8 +1,10 @@
 package session
 
 import (
+	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // localSessions coordinates, within one host process, the requests that
@@ -30,6 +32,22 @@ type localEntry struct {
 	gen       atomic.Uint64
 	destroyed atomic.Bool
 	holders   int // under localSessions.mu
+
+	// What the last commit of this host wrote, for a versioned store: the
+	// values, their version and expiry (lastVersion 0: none kept). Kept
+	// only while other requests hold the session, so that their commits
+	// start from it instead of a conditional save that must fail. Read and
+	// written under the commit lock.
+	lastValues  map[string]json.RawMessage
+	lastVersion uint64
+	lastExpires time.Time
+}
+
+// shared reports whether requests other than the caller hold e.
+func (l *localSessions) shared(e *localEntry) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return e.holders > 1
 }
 
 // acquire returns id's entry, counting the caller as a holder until release.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -164,7 +165,7 @@ func (m *Manager) lock(ctx context.Context, id string, e *localEntry) (string, e
 		return "", fmt.Errorf("wait for session lock: %w", ctx.Err())
 	}
 	token := newLockToken()
-	pause := time.Millisecond
+	pause := 500 * time.Microsecond
 	for {
 		got, err := m.Locker.Lock(ctx, id, token, m.lockTTL())
 		if err != nil {
@@ -183,7 +184,7 @@ func (m *Manager) lock(ctx context.Context, id string, e *localEntry) (string, e
 			<-e.held
 			return "", fmt.Errorf("wait for session lock: %w", ctx.Err())
 		}
-		pause = min(2*pause, 25*time.Millisecond)
+		pause = min(2*pause, 4*time.Millisecond)
 	}
 }
 
@@ -288,12 +289,24 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 			s.dirty, s.changes, s.toClose = false, nil, nil
 			return CookieKeep, nil
 		}
-		if m.Versioned == nil && e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
+		if e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
 			// Another request committed this session since this one
 			// loaded it: apply this request's changes, key by key, to the
 			// record as it is now, so the other request's changes stay.
-			if err := m.merge(ctx, s); err != nil {
-				return CookieKeep, err
+			switch {
+			case m.Versioned != nil && !s.dirty:
+				// Only the expiry was due to slide; that commit slid it.
+				return CookieKeep, nil
+			case m.Versioned != nil && e.lastVersion != 0:
+				// This host wrote the record last, as it holds: start from
+				// that, with no store call. If another host wrote since,
+				// SaveIf says so and the commit merges again.
+				s.rebase(maps.Clone(e.lastValues))
+				s.version, s.expires = e.lastVersion, e.lastExpires
+			default:
+				if err := m.merge(ctx, s); err != nil {
+					return CookieKeep, err
+				}
 			}
 		}
 		closing := slices.Contains(s.toClose, s.entryID)
@@ -312,6 +325,12 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 		}
 		if wrote {
 			s.loadedGen = e.gen.Add(1)
+			e.lastVersion = 0
+			if err == nil && m.Versioned != nil && s.id == s.entryID && s.version != 0 && m.local.shared(e) {
+				// Other requests hold this session: keep what was written
+				// for them (see above).
+				e.lastValues, e.lastVersion, e.lastExpires = maps.Clone(s.values), s.version, s.expires
+			}
 		}
 		return action, err
 	}
@@ -325,11 +344,17 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 // merge replaces s's values with the stored record's plus this request's
 // changes; a record that is gone gives just this request's changes.
 func (m *Manager) merge(ctx context.Context, s *Session) error {
-	fresh, _, _, err := m.loadValues(ctx, s.id)
+	fresh, _, version, err := m.loadValues(ctx, s.id)
 	if err != nil {
 		return err
 	}
+	if fresh == nil && m.Versioned != nil && s.version != 0 {
+		// Destroyed by a request on another host.
+		s.drop()
+		return nil
+	}
 	s.rebase(fresh)
+	s.version = version
 	return nil
 }
 

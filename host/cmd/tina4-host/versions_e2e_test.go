@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tina4go/sessions/internal/redistest"
+	"github.com/tina4go/sessions/shared"
 )
 
 // Two hosts sharing one store, as a fleet behind a load balancer: the
@@ -285,5 +286,16 @@ func TestALockWaitPastTheLimitIs503(t *testing.T) {
 	<-done
 	if !strings.Contains(p.b.log.String(), "TINA4_SESSION_LOCK_WAIT") {
 		t.Errorf("the host log does not say which limit was passed:\n%s", p.b.log)
+	}
+}
+
+func TestPluginsSaysWhatAHandlersCapabilitiesMean(t *testing.T) {
+	old := describeConcurrency(shared.Info{Protocols: []int{1}})
+	if !strings.Contains(old, "WARNING") || !strings.Contains(old, "last commit") || !strings.Contains(old, "TINA4_SESSION_LOCK refused") {
+		t.Errorf("a protocol-1 handler is described as %q; want a warning that the last commit wins and that the lock is refused", old)
+	}
+	full := describeConcurrency(shared.Info{Protocols: []int{2, 1}, Capabilities: []string{shared.CapabilityVersions, shared.CapabilityLock}})
+	if strings.Contains(full, "WARNING") || !strings.Contains(full, "TINA4_SESSION_LOCK available") {
+		t.Errorf("a handler with versions and a lock is described as %q", full)
 	}
 }
