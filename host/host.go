@@ -153,6 +153,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		Name:          cfg.Handler,
 		Dir:           cfg.PluginDir,
 		Env:           cfg.HandlerEnv(),
+		ExtraEnv:      cfg.ExtraEnv,
 		CallTimeout:   cfg.PluginTimeout,
 		StartTimeout:  cfg.StartTimeout,
 		SHA256:        cfg.HandlerSHA256,

@@ -22,8 +22,10 @@ func secretKey(key string) bool {
 }
 
 // pluginEnv builds a plugin's whole environment: the allowed host variables,
-// then the TINA4_* settings given (those may come from .env), minus secrets.
-func pluginEnv(settings []string) []string {
+// then the TINA4_* settings given (those may come from .env), then the extra
+// variables an operator listed (TINA4_PLUGIN_ENV), minus secrets and what
+// the host sets per launch.
+func pluginEnv(settings, extra []string) []string {
 	var env []string
 	for _, k := range hostEnvAllowed {
 		if v, ok := os.LookupEnv(k); ok {
@@ -34,6 +36,13 @@ func pluginEnv(settings []string) []string {
 		k, _, ok := strings.Cut(kv, "=")
 		// The fast-transport directory is the loader's to give, per launch.
 		if !ok || !strings.HasPrefix(k, "TINA4_") || secretKey(k) || k == shared.FastDirEnv {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for _, kv := range extra {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || secretKey(strings.ToUpper(k)) || strings.HasPrefix(k, "PLUGIN_") || k == shared.Handshake.MagicCookieKey || k == shared.FastDirEnv {
 			continue
 		}
 		env = append(env, kv)

@@ -47,6 +47,10 @@ type Config struct {
 	// PATH, HOME, TMPDIR, LANG, LC_ALL, TZ and USER. Host key material is
 	// dropped (see secretKey).
 	Env []string
+	// ExtraEnv holds more "KEY=VALUE" variables for the plugin, of any name
+	// (TINA4_PLUGIN_ENV: PYTHONPATH, NODE_PATH, ...). Host key material,
+	// go-plugin's PLUGIN_* and the handshake cookie are still dropped.
+	ExtraEnv []string
 	// CallTimeout bounds every call to the handler (default 5s).
 	CallTimeout time.Duration
 	// StartTimeout bounds a plugin's launch and handshake (default 10s).

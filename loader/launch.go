@@ -170,7 +170,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 	}
 	cmd := exec.Command(exe)
 	cmd.Dir = runDir
-	cmd.Env = append(pluginEnv(cfg.Env), "TMPDIR="+runDir)
+	cmd.Env = append(pluginEnv(cfg.Env, cfg.ExtraEnv), "TMPDIR="+runDir)
 	fastDir := ""
 	if cfg.Transport != TransportGRPC {
 		fastDir = runDir
@@ -197,7 +197,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     cfg.StartTimeout,
-		Stderr:           tail,
+		Stderr:           &pipeStderr{tail: tail, log: cfg.Logger.With("handler", name)},
 		SyncStderr:       &stderrLog{tail: tail, log: cfg.Logger.With("handler", name)},
 		Logger:           hclogFor(cfg.Logger, name),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(

@@ -111,8 +111,15 @@ func TestPluginEnvironmentIsAnAllowList(t *testing.T) {
 	folder := t.TempDir()
 	h := open(t, Config{Name: "SessionFileHandler", Dir: pluginDir(t, "SessionFileHandler"),
 		Env: []string{"TINA4_SESSION_FOLDER=" + folder, "TINA4_SECRET=from-dotenv-must-not-leak", "TINA4_SECRET_FILE=/x", "NOT_TINA4=1",
-			"TINA4_JWT_SECRET=app-secret", "TINA4_SESSION_REDIS_SECRET=handler-password"}})
+			"TINA4_JWT_SECRET=app-secret", "TINA4_SESSION_REDIS_SECRET=handler-password"},
+		ExtraEnv: []string{"PYTHONPATH=/opt/handler-lib", "TINA4_SECRET=extra-must-not-leak", "PLUGIN_PROTOCOL_VERSIONS=99", "APP_SECRET=x"}})
 	env := environOf(t, h.PID())
+	if env["PYTHONPATH"] != "/opt/handler-lib" {
+		t.Errorf("a variable TINA4_PLUGIN_ENV lists must reach the plugin, got PYTHONPATH=%q", env["PYTHONPATH"])
+	}
+	if env["PLUGIN_PROTOCOL_VERSIONS"] == "99" || env["APP_SECRET"] != "" || strings.Contains(env["TINA4_SECRET"], "extra") {
+		t.Errorf("extra variables overrode what the host sets or passed a secret: %v", env)
+	}
 	if env["TINA4_SESSION_REDIS_SECRET"] != "handler-password" {
 		t.Errorf("a handler's own TINA4_SESSION_* password must reach it, got %q", env["TINA4_SESSION_REDIS_SECRET"])
 	}

@@ -120,3 +120,59 @@ func (s *stderrLog) logLine(line []byte) {
 	}
 	s.log.Log(context.Background(), level, msg, attrs...)
 }
+
+// pipeStderr receives every line a plugin writes to its stderr pipe
+// (go-plugin copies each one here before it logs it). go-plugin logs
+// hclog-shaped lines (JSON, or "[LEVEL]" prefixed) and panics itself, but
+// plain lines only at debug level, below what the host logs: those, which
+// is what a handler in another language prints by default, are logged here
+// at info with the handler's name. Every line also goes to tail.
+type pipeStderr struct {
+	tail    *tailBuffer
+	log     *slog.Logger
+	mu      sync.Mutex
+	partial []byte
+	inPanic bool
+}
+
+func (s *pipeStderr) Write(p []byte) (int, error) {
+	s.tail.Write(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		s.logLine(s.partial[:i])
+		s.partial = s.partial[i+1:]
+	}
+	if len(s.partial) > maxLine {
+		s.logLine(s.partial[:maxLine])
+		s.partial = s.partial[:0]
+	}
+	if cap(s.partial) > 4*maxLine && len(s.partial) == 0 {
+		s.partial = nil
+	}
+	return len(p), nil
+}
+
+func (s *pipeStderr) logLine(line []byte) {
+	text := strings.TrimRight(string(line), "\r")
+	switch {
+	case s.inPanic, text == "":
+		return
+	case strings.HasPrefix(text, "panic: "), strings.HasPrefix(text, "fatal error: "):
+		s.inPanic = true // go-plugin logs the rest as errors
+		return
+	case json.Valid(line) && strings.HasPrefix(text, "{"):
+		return // hclog JSON: go-plugin logs it at its level
+	}
+	for _, prefix := range []string{"[TRACE]", "[DEBUG]", "[INFO]", "[WARN]", "[ERROR]"} {
+		if strings.HasPrefix(text, prefix) {
+			return
+		}
+	}
+	s.log.Info(text)
+}

@@ -26,6 +26,7 @@
 //	TINA4_SESSION_LOCK           false                     serialize the requests of one session, load to commit, across every host (true/false); needs a handler with the "lock" capability
 //	TINA4_SESSION_LOCK_WAIT      10s                       how long a request waits for its session's lock before it is answered 503 (duration or seconds; > 0)
 //	TINA4_SESSION_LOCK_TTL       30s                       how long a lock lives if the host holding it dies; longer than your slowest request (duration or seconds; > 0)
+//	TINA4_PLUGIN_ENV             (unset)                   more variables to pass to the handler, by name, comma-separated (PYTHONPATH,NODE_PATH); never a secret
 //	TINA4_PLUGIN_TRANSPORT       auto                      auto: the fast transport when the handler offers it, else gRPC; grpc: always gRPC
 //	TINA4_ADDR                   127.0.0.1:7145            listen address of the reference server
 //	TINA4_LOG_LEVEL              info                      debug, info, warn or error (any case)
@@ -72,6 +73,7 @@ const (
 	envMaxBytes      = "TINA4_SESSION_MAX_BYTES"
 	envMaxCalls      = "TINA4_PLUGIN_MAX_CALLS"
 	envLock          = "TINA4_SESSION_LOCK"
+	envPluginEnv     = "TINA4_PLUGIN_ENV"
 	envLockWait      = "TINA4_SESSION_LOCK_WAIT"
 	envLockTTL       = "TINA4_SESSION_LOCK_TTL"
 
@@ -102,6 +104,11 @@ type Config struct {
 	Lock          bool          // TINA4_SESSION_LOCK, default false
 	LockWait      time.Duration // TINA4_SESSION_LOCK_WAIT, default 10s
 	LockTTL       time.Duration // TINA4_SESSION_LOCK_TTL, default 30s
+
+	// ExtraEnv is what TINA4_PLUGIN_ENV asks to pass to the handler besides
+	// its usual environment, as "NAME=VALUE" (values from the environment or
+	// .env; a listed name that is set in neither is left out).
+	ExtraEnv []string
 
 	// PluginEnv is every TINA4_* variable from the environment or .env as
 	// "KEY=VALUE", sorted by key, the environment's value winning over .env's,
@@ -176,6 +183,7 @@ func Load(opts Options) (Config, error) {
 	c.Lock = parse(&src, &errs, envLock, false, parseBool)
 	c.LockWait = parse(&src, &errs, envLockWait, 10*time.Second, parseDuration)
 	c.LockTTL = parse(&src, &errs, envLockTTL, 30*time.Second, parseDuration)
+	c.ExtraEnv = extraEnv(&src, &errs)
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))
@@ -234,6 +242,55 @@ func (c Config) HandlerEnv() []string {
 		}
 	}
 	return append(out, envSessionFolder+"="+folder)
+}
+
+// extraEnv resolves TINA4_PLUGIN_ENV: a comma-separated list of variable
+// names to pass to the handler. Names of host key material (see PluginEnv),
+// go-plugin's own (PLUGIN_*) and the handshake cookie are refused.
+func extraEnv(src *sources, errs *[]error) []string {
+	list, where, _ := src.lookup(envPluginEnv)
+	var out []string
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		switch {
+		case !validEnvName(name):
+			*errs = append(*errs, fmt.Errorf("config: %s=%s%s: %q is not a variable name (letters, digits and _, not starting with a digit)", envPluginEnv, list, where, name))
+			continue
+		case secretName(name):
+			*errs = append(*errs, fmt.Errorf("config: %s=%s%s: %s is host key material and never reaches a plugin; take it out of the list", envPluginEnv, list, where, name))
+			continue
+		case strings.HasPrefix(name, "PLUGIN_") || name == "TINA4_SESSION_PLUGIN" || name == "TINA4_PLUGIN_FAST_DIR":
+			*errs = append(*errs, fmt.Errorf("config: %s=%s%s: %s is set by the host for each launch; take it out of the list", envPluginEnv, list, where, name))
+			continue
+		}
+		if v, _, ok := src.lookup(name); ok {
+			out = append(out, name+"="+v)
+		}
+	}
+	return out
+}
+
+func validEnvName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// secretName is the rule PluginEnv applies: TINA4_SECRET, TINA4_SECRET_FILE
+// and any name containing SECRET outside the handlers' TINA4_SESSION_*
+// namespace.
+func secretName(name string) bool {
+	up := strings.ToUpper(name)
+	return up == envSecret || up == envSecretFile || (strings.Contains(up, "SECRET") && !strings.HasPrefix(up, "TINA4_SESSION_"))
 }
 
 func parseTransport(v string) (string, error) {

@@ -375,3 +375,20 @@ func TestMaxBytesAndMaxCalls(t *testing.T) {
 		t.Error("TINA4_PLUGIN_MAX_CALLS=0: no error")
 	}
 }
+
+func TestPluginEnvNamesExtraVariables(t *testing.T) {
+	c := mustLoad(t, []string{"TINA4_PLUGIN_ENV=PYTHONPATH, NODE_PATH,NOT_SET_ANYWHERE", "PYTHONPATH=/opt/py"}, "NODE_PATH=/opt/node\n")
+	want := []string{"PYTHONPATH=/opt/py", "NODE_PATH=/opt/node"}
+	if !slices.Equal(c.ExtraEnv, want) {
+		t.Errorf("ExtraEnv = %q, want %q", c.ExtraEnv, want)
+	}
+	for _, bad := range []string{"TINA4_SECRET", "APP_SECRET_KEY", "tina4_secret_file", "PLUGIN_CLIENT_CERT", "TINA4_SESSION_PLUGIN", "1X", "A-B"} {
+		_, err := Load(Options{Dir: t.TempDir(), Environ: []string{"TINA4_PLUGIN_ENV=PATH," + bad, "TINA4_SECRET=s3cret-value-0123456789"}})
+		if err == nil || !strings.Contains(err.Error(), "TINA4_PLUGIN_ENV") || !strings.Contains(err.Error(), bad) {
+			t.Errorf("TINA4_PLUGIN_ENV listing %s: %v; want an error naming it", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret-value") {
+			t.Errorf("the error shows the secret's value: %v", err)
+		}
+	}
+}

@@ -536,7 +536,7 @@ func TestPluginsCommands(t *testing.T) {
 		t.Fatalf("plugins: %v\n%s", err, out)
 	}
 	for _, want := range []string{"SessionFileHandler", "sha256:", "usable: yes", "version=", filepath.Join(pluginsDir, "SessionFileHandler"), "transport: fast",
-		"protocols=[2 1]", "capabilities=[health versions lock]", "concurrency: record versions", "TINA4_SESSION_LOCK available"} {
+		"protocols=[2 1]", "capabilities=[versions lock]", "concurrency: record versions", "TINA4_SESSION_LOCK available"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("`plugins` output lacks %q:\n%s", want, out)
 		}
@@ -553,6 +553,15 @@ func TestPluginsCommands(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS SessionFileHandler") || !strings.Contains(string(out), "ok   transport: fast") {
 		t.Fatalf("plugins verify: want PASS over the fast transport, got %v\n%s", err, out)
+	}
+	cmd = exec.Command(hostBin, "plugins", "verify", "--full", "SessionFileHandler")
+	cmd.Env = env
+	cmd.Dir = t.TempDir()
+	out, err = cmd.CombinedOutput()
+	for _, want := range []string{"PASS SessionFileHandler", "ok   concurrent callers on one id never see a mix", "ok   versions: exactly one of concurrent SaveIfs of one version wins", "ok   lock: a lock expires"} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("plugins verify --full: want %q, got %v\n%s", want, err, out)
+		}
 	}
 	cmd = exec.Command(hostBin, "plugins", "verify", "Nope")
 	cmd.Env = env
@@ -576,5 +585,26 @@ func TestBuiltInServesWithoutBinaries(t *testing.T) {
 	}
 	if r := call(t, c, "GET", s.url("/api/session"), ""); r.Values["a"] != 1.0 {
 		t.Fatalf("built-in read back: %v", r.Values)
+	}
+}
+
+func TestQuickVerifyCatchesGRPCsDefaultMessageLimit(t *testing.T) {
+	cmd := exec.Command(hostBin, "plugins", "verify", "SmallMsg")
+	cmd.Env = append(baseEnv(), "TINA4_PLUGIN_DIR="+hostileDir)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	if err == nil || !strings.Contains(string(out), "FAIL the largest record the host allows round trips") || !strings.Contains(string(out), "FAIL SmallMsg") {
+		t.Fatalf("plugins verify of a handler with gRPC's 4 MiB message limit: %v; want a FAIL of the large record check\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "ok   save then load returns the same bytes and expiry") {
+		t.Errorf("the rest of the quick checks should pass for this handler:\n%s", out)
+	}
+}
+
+func TestPlainStderrLinesOfAHandlerReachTheHostLog(t *testing.T) {
+	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + hostileDir, "TINA4_SESSION_HANDLER=SmallMsg"}})
+	s.stop()
+	if !strings.Contains(s.log.String(), `level=INFO msg="smallmsg: a plain line on stderr, before the handshake" handler=SmallMsg`) {
+		t.Fatalf("the handler's plain stderr line is not in the host log at info with its name:\n%s", s.log)
 	}
 }

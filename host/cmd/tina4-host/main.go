@@ -3,7 +3,8 @@
 //
 //	tina4-host [serve]             run the reference server (TINA4_ADDR, default 127.0.0.1:7145)
 //	tina4-host plugins             list the handlers in the plugin directory
-//	tina4-host plugins verify NAME launch NAME and save, load and close a session through it
+//	tina4-host plugins verify NAME launch NAME and run the quick conformance checks through it
+//	tina4-host plugins verify --full NAME  the whole conformance kit (sdk/handlertest)
 package main
 
 import (
@@ -22,7 +23,10 @@ import (
 const usage = `usage:
   tina4-host [serve]              run the reference server on TINA4_ADDR (default 127.0.0.1:7145)
   tina4-host plugins              list the session handlers in the plugin directory
-  tina4-host plugins verify NAME  save, load and close a throwaway session through handler NAME
+  tina4-host plugins verify NAME  launch handler NAME and run the quick conformance checks through it
+  tina4-host plugins verify --full NAME
+                                  run the whole conformance kit against handler NAME (any language;
+                                  about 10s; the same checks and messages as sdk/handlertest)
 
 Configuration comes from the environment and a .env file in the working directory;
 see docs/configuration.md.
@@ -48,7 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case args[0] == "plugins" && len(args) == 1:
 		return listPlugins(ctx, cfg, log, stdout, stderr)
 	case args[0] == "plugins" && len(args) == 3 && args[1] == "verify":
-		return verifyPlugin(ctx, cfg, log, args[2], stdout, stderr)
+		return verifyPlugin(ctx, cfg, log, args[2], false, stdout, stderr)
+	case args[0] == "plugins" && len(args) == 4 && args[1] == "verify" && args[2] == "--full":
+		return verifyPlugin(ctx, cfg, log, args[3], true, stdout, stderr)
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/loader"
@@ -13,7 +14,7 @@ import (
 )
 
 func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
-	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.HandlerEnv(),
+	return loader.Config{Name: cfg.Handler, Dir: cfg.PluginDir, Env: cfg.HandlerEnv(), ExtraEnv: cfg.ExtraEnv,
 		CallTimeout: cfg.PluginTimeout, StartTimeout: cfg.StartTimeout, Logger: log,
 		SHA256: cfg.HandlerSHA256, SumsFile: cfg.PluginSums, Transport: cfg.Transport, User: cfg.PluginUser,
 		MaxRecordSize: cfg.MaxBytes, MaxCalls: cfg.MaxCalls}
@@ -73,11 +74,19 @@ func describeConcurrency(info shared.Info) string {
 	return d
 }
 
-// verifyPlugin launches handler name through the real loader and saves,
-// loads and closes a throwaway session through it.
-func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name string, stdout, stderr io.Writer) int {
+// verifyPlugin launches handler name through the real loader and runs the
+// conformance kit against it: the quick checks, with the largest record
+// this host would send (TINA4_SESSION_MAX_BYTES), or with full every check,
+// with the largest record the protocol carries.
+func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name string, full bool, stdout, stderr io.Writer) int {
 	lc := loaderConfig(cfg, log)
 	lc.Name = name
+	opts := handlertest.Options{Quick: true, LargeSize: cfg.MaxBytes}
+	if full {
+		opts = handlertest.Options{}
+		lc.MaxRecordSize = shared.MaxRecordSize
+		lc.CallTimeout = max(lc.CallTimeout, 30*time.Second) // 16 MiB records over gRPC
+	}
 	path, err := loader.Resolve(cfg.PluginDir, name)
 	if err == nil && path == "" {
 		err = fmt.Errorf("handler %q has no binary in %s; `plugins verify` checks binaries only", name, cfg.PluginDir)
@@ -99,8 +108,9 @@ func verifyPlugin(ctx context.Context, cfg config.Config, log *slog.Logger, name
 	}
 	fmt.Fprintf(stdout, "ok   launched %s %s (pid %d) from %s\n", info.Name, info.Version, info.PID, path)
 	fmt.Fprintf(stdout, "ok   transport: %s\n", describeTransport(h.Transport()))
+	fmt.Fprintf(stdout, "     protocols %v, capabilities %v: %s\n", info.Protocols, info.Capabilities, describeConcurrency(info))
 	failed := false
-	for _, r := range handlertest.CheckAll(ctx, h, handlertest.Options{Quick: true}) {
+	for _, r := range handlertest.CheckAll(ctx, h, opts) {
 		if r.Err != nil {
 			failed = true
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Name, r.Err)
