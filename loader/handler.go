@@ -59,6 +59,9 @@ type Config struct {
 	Builtins map[string]Builtin
 	// Logger receives the loader's and the plugins' log lines.
 	Logger *slog.Logger
+	// Observer receives every call's outcome and latency and the plugin's
+	// restarts and up state (nil: nobody).
+	Observer Observer
 	// MaxBackoff caps the wait between restarts of a crashing plugin (default 30s).
 	MaxBackoff time.Duration
 	// SHA256 pins the handler binary to this SHA-256 (hex); "" for no pin.
@@ -111,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = 128
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c
 }
@@ -165,6 +171,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		}
 		h.cur = &instance{store: store, info: info, transport: TransportInProcess, started: time.Now()}
 		close(h.done)
+		cfg.Observer.Up(true)
 		return h, nil
 	}
 	sweepStale(func(dir string) {
@@ -175,6 +182,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h.cur = in
+	cfg.Observer.Up(true)
 	go h.notice(in)
 	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version, "transport", in.transport)
 	go h.supervise()
@@ -252,6 +260,13 @@ func (h *Handler) current() (*instance, error) {
 // call runs fn against the current instance with the call deadline and turns
 // transport failures into ErrUnavailable.
 func (h *Handler) call(ctx context.Context, op string, fn func(context.Context, shared.Store) error) error {
+	start := time.Now()
+	err := h.callOnce(ctx, op, fn)
+	h.cfg.Observer.Call(op, outcome(err), time.Since(start))
+	return err
+}
+
+func (h *Handler) callOnce(ctx context.Context, op string, fn func(context.Context, shared.Store) error) error {
 	in, err := h.current()
 	if err != nil {
 		return err

@@ -36,11 +36,13 @@ func (h *Handler) supervise() {
 		if in != nil && !in.exited() {
 			continue
 		}
+		restartReason := "exited"
 		if in != nil {
 			h.mu.Lock()
 			h.cur = nil
 			h.lastErr = errors.New("the plugin process exited")
 			h.mu.Unlock()
+			h.cfg.Observer.Up(false)
 			if in.served.Load() > 0 || time.Since(in.started) >= backoffReset {
 				backoff = minBackoff
 			}
@@ -78,6 +80,8 @@ func (h *Handler) supervise() {
 		h.lastErr = nil
 		h.mu.Unlock()
 		go h.notice(next)
+		h.cfg.Observer.Restarted(restartReason)
+		h.cfg.Observer.Up(true)
 		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID, "transport", next.transport)
 	}
 }
