@@ -485,3 +485,15 @@ func TestCallsInFlightAreCapped(t *testing.T) {
 		t.Fatalf("once slots are free, calls go through: %v", err)
 	}
 }
+
+func TestStopIsCalledWhenTheHostStopsThePlugin(t *testing.T) {
+	h, log := openProbe(t, "Probe", "", 10*time.Second)
+	if _, err := h.Load(context.Background(), testID('s')); !errors.Is(err, shared.ErrNotFound) {
+		t.Fatal(err)
+	}
+	h.Shutdown()
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "stopped") {
+		t.Fatalf("the handler's Stop was not called when the host shut the plugin down; its log: %q", b)
+	}
+}

@@ -62,6 +62,10 @@ type Config struct {
 	// Observer receives every call's outcome and latency and the plugin's
 	// restarts and up state (nil: nobody).
 	Observer Observer
+	// ProbeInterval is how often a plugin process is asked, through
+	// go-plugin's health service, whether it is alive (default 1s); after
+	// 3 missed probes in a row it is killed and relaunched.
+	ProbeInterval time.Duration
 	// MaxBackoff caps the wait between restarts of a crashing plugin (default 30s).
 	MaxBackoff time.Duration
 	// SHA256 pins the handler binary to this SHA-256 (hex); "" for no pin.
@@ -117,6 +121,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = probeInterval
 	}
 	return c
 }
@@ -184,6 +191,7 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 	h.cur = in
 	cfg.Observer.Up(true)
 	go h.notice(in)
+	go h.probe(in)
 	cfg.Logger.Info("session handler started", "handler", cfg.Name, "path", path, "pid", in.info.PID, "version", in.info.Version, "transport", in.transport)
 	go h.supervise()
 	return h, nil

@@ -36,6 +36,8 @@ type instance struct {
 	stderr    *tailBuffer
 	started   time.Time
 	served    atomic.Int64 // calls answered without a transport failure
+	// unresponsive is set when the liveness probe killed the process.
+	unresponsive atomic.Bool
 }
 
 // drainStderr waits up to d for go-plugin to have read all the plugin

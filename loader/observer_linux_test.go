@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -59,5 +60,49 @@ func TestTheObserverSeesCallsRestartsAndUp(t *testing.T) {
 	}
 	if !slices.Equal(obs.ups, []bool{true, false, true}) {
 		t.Errorf("up states %v, want up, down, up", obs.ups)
+	}
+}
+
+func TestAPluginThatStopsAnsweringIsRestarted(t *testing.T) {
+	obs := &recordingObserver{}
+	h := open(t, Config{Name: "SessionFileHandler", Dir: pluginDir(t, "SessionFileHandler"),
+		Env: []string{"TINA4_SESSION_FOLDER=" + t.TempDir()}, Observer: obs,
+		CallTimeout: 500 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
+	ctx := context.Background()
+	id := testID('w')
+	if err := h.Save(ctx, id, shared.Record{Data: []byte("kept"), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	pid := h.PID()
+	syscall.Kill(pid, syscall.SIGSTOP) // alive, answering nothing
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	if _, err := h.Load(ctx, id); err == nil {
+		t.Fatal("a stopped plugin answered")
+	}
+	waitForRelaunch(t, h, pid)
+	if rec, err := h.Load(ctx, id); err != nil || string(rec.Data) != "kept" {
+		t.Fatalf("after the restart: %q, %v", rec.Data, err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if !slices.Equal(obs.restarts, []string{"unresponsive"}) {
+		t.Errorf("restarts %v, want one for an unresponsive plugin", obs.restarts)
+	}
+}
+
+func TestAPluginWhoseStoreIsSlowIsLeftAlone(t *testing.T) {
+	dir := pluginDir(t)
+	copyFile(t, filepath.Join(binDir, "probe"), filepath.Join(dir, "Probe"), 0o755)
+	h := open(t, Config{Name: "Probe", Dir: dir, CallTimeout: 200 * time.Millisecond, ProbeInterval: 50 * time.Millisecond,
+		Env: []string{"TINA4_SESSION_PROBE_LOG=" + filepath.Join(t.TempDir(), "probe.log")}})
+	pid := h.PID()
+	// Every call hangs in the handler until it times out; go-plugin's
+	// health service still answers.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		h.Load(context.Background(), probeID("hang"))
+	}
+	if got := h.PID(); got != pid {
+		t.Fatalf("a plugin that answers its liveness probe but whose calls time out was restarted (pid %d -> %d)", pid, got)
 	}
 }

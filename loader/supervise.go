@@ -43,6 +43,9 @@ func (h *Handler) supervise() {
 			h.lastErr = errors.New("the plugin process exited")
 			h.mu.Unlock()
 			h.cfg.Observer.Up(false)
+			if in.unresponsive.Load() {
+				restartReason = "unresponsive"
+			}
 			if in.served.Load() > 0 || time.Since(in.started) >= backoffReset {
 				backoff = minBackoff
 			}
@@ -80,6 +83,7 @@ func (h *Handler) supervise() {
 		h.lastErr = nil
 		h.mu.Unlock()
 		go h.notice(next)
+		go h.probe(next)
 		h.cfg.Observer.Restarted(restartReason)
 		h.cfg.Observer.Up(true)
 		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID, "transport", next.transport)

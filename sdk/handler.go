@@ -114,9 +114,22 @@ type Locker interface {
 	Unlock(ctx context.Context, id, token string) error
 }
 
-// Stopper is an optional interface. Serve calls Stop once before the plugin
-// process exits because its host went away, so the handler can flush or
-// release what it holds.
+// Stopper is an optional interface. Serve calls Stop once, so the handler
+// can flush or release what it holds:
+//
+//   - when the host stops the plugin: the host's graceful shutdown
+//     (SIGTERM, Host.Close) and a restart of the plugin by the host; Stop
+//     must return within about 2 seconds, after which the host kills the
+//     process;
+//   - when the host went away without stopping it and the plugin notices
+//     (its parent process changed), on systems without a parent-death
+//     signal.
+//
+// It is not called when the plugin is killed: on Linux a host that dies
+// without stopping its plugin (SIGKILL, a crash) takes the plugin with it
+// through the kernel's parent-death signal, at once, and a plugin the host
+// kills because it stopped answering gets no chance either. Keep nothing
+// in a handler that only Stop would save.
 type Stopper interface {
 	Stop()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -85,7 +86,21 @@ func Serve(cfg Config) error {
 			return grpc.NewServer(opts...)
 		},
 	})
+	// The host stopped the plugin (its graceful shutdown, or a restart):
+	// go-plugin's Serve returns, and the process exits when main does.
+	stopOnce(cfg.Handler)
 	return nil
+}
+
+var stopped sync.Once
+
+// stopOnce calls h's Stop, if it is a Stopper, once per process.
+func stopOnce(h Handler) {
+	stopped.Do(func() {
+		if st, ok := h.(Stopper); ok {
+			st.Stop()
+		}
+	})
 }
 
 // NewStore wraps a Handler in the Store the wire carries, with the same id
@@ -243,9 +258,7 @@ func watchParent(h Handler, parent int) {
 		time.Sleep(500 * time.Millisecond)
 		if os.Getppid() != parent {
 			Logger().Warn("host process went away; stopping handler", "parent_pid", parent)
-			if st, ok := h.(Stopper); ok {
-				st.Stop()
-			}
+			stopOnce(h)
 			// go-plugin's Serve owns the process; end it the way an
 			// operator would.
 			if self, err := os.FindProcess(os.Getpid()); err == nil {

@@ -169,6 +169,23 @@ func (s *Server) Kill() {
 	s.signal(syscall.SIGKILL, stopTimeout)
 }
 
+// Pause stops the server process with SIGSTOP: it keeps its port and its
+// connections but answers nothing, as a hung store does. Resume continues
+// it. A paused server is still killed at cleanup.
+func (s *Server) Pause() { s.send(syscall.SIGSTOP) }
+
+// Resume continues a server stopped by Pause.
+func (s *Server) Resume() { s.send(syscall.SIGCONT) }
+
+func (s *Server) send(sig syscall.Signal) {
+	s.mu.Lock()
+	proc := s.proc
+	s.mu.Unlock()
+	if proc != nil {
+		_ = proc.Process.Signal(sig)
+	}
+}
+
 // Restart stops the server if it is running and starts it again with the
 // same arguments, port and Dir, then waits until it answers PING. With
 // "--appendonly", "yes" the data comes back from the AOF.

@@ -13,6 +13,8 @@
 //	spew...  Load writes 8 MiB to stderr without a newline, then answers not found
 //	anything else: an ordinary in-memory store
 //
+// It is an sdk.Stopper: Stop appends "stopped" to the log.
+//
 // Installed as "ProbeGRPC" it sets sdk.Config.GRPCOnly.
 package main
 
@@ -105,6 +107,9 @@ func (p *probe) Close(ctx context.Context, id string) error {
 	delete(p.recs, id)
 	return nil
 }
+
+// Stop notes that Serve stopped the handler.
+func (p *probe) Stop() { p.note("stopped") }
 
 func main() {
 	name := filepath.Base(os.Args[0])
