@@ -12,7 +12,7 @@ PLUGINS  := $(BIN)/plugins
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 
-.PHONY: build run test bench proto fmt vet clean redis-tools
+.PHONY: build run test bench proto fmt vet clean redis-tools example-tools
 
 build:
 	$(GO) build -o $(BIN)/tina4-host ./host/cmd/tina4-host
@@ -30,7 +30,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-test: fmt vet redis-tools
+test: fmt vet redis-tools example-tools
 	umask 022; $(GO) test -race -count=1 -timeout 30m ./...
 
 # The Redis tests start their own redis-server instances; they never skip.
@@ -39,6 +39,20 @@ redis-tools:
 	  echo "redis-server/redis-cli not found: installing Debian's redis-server"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y redis-server >/dev/null || { apt-get update >/dev/null && apt-get install -y redis-server >/dev/null; }; \
 	  else sudo apt-get install -y redis-server >/dev/null; fi; }
+
+# The handlers in other languages (docs/example-handler-python, -node) are
+# tested end to end: they need Debian's Python gRPC for /usr/bin/python3, and
+# Node.js 20+ with npm (the Node test runs `npm ci` itself). They never skip.
+PY_DEBS := python3 python3-grpcio python3-protobuf python3-cryptography
+example-tools:
+	@/usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' 2>/dev/null || { \
+	  echo "Python gRPC for /usr/bin/python3 not found: installing Debian's $(PY_DEBS)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y $(PY_DEBS) >/dev/null || { apt-get update >/dev/null && apt-get install -y $(PY_DEBS) >/dev/null; }; \
+	  else sudo apt-get install -y $(PY_DEBS) >/dev/null; fi; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "node/npm not found: installing Debian's nodejs npm"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y nodejs npm >/dev/null || { apt-get update >/dev/null && apt-get install -y nodejs npm >/dev/null; }; \
+	  else sudo apt-get install -y nodejs npm >/dev/null; fi; }
 
 bench:
 	umask 022; cd bench && $(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m .

@@ -22,7 +22,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tina4go/sessions/host/config"
+	"github.com/tina4go/sessions/host/metrics"
 	"github.com/tina4go/sessions/host/session"
 	"github.com/tina4go/sessions/host/token"
 	"github.com/tina4go/sessions/loader"
@@ -68,6 +71,8 @@ type options struct {
 	logger   *slog.Logger
 	onError  func(http.ResponseWriter, *http.Request, error)
 	dumpable bool
+	metrics  bool
+	registry prometheus.Registerer
 }
 
 // WithDumpable leaves the process dumpable. By default, when a handler
@@ -96,6 +101,16 @@ func WithHandler(name, version string, h sdk.Handler) Option {
 
 // WithLogger sends the host's log to l (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMetrics registers the host's Prometheus metrics on reg (nil:
+// prometheus.DefaultRegisterer): calls to the session handler by operation
+// and outcome, their latency, the plugin's restarts and up state, sessions
+// created, destroyed and regenerated, stored tokens rejected, and record
+// sizes. Serve them with promhttp. No label holds a session id. See
+// docs/user-guide.md ("Operating it: metrics") for the list.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(o *options) { o.metrics, o.registry = true, reg }
+}
 
 // WithErrorHandler replaces the response written when the session store
 // cannot be reached (default: 503 with a short plain-text message).
@@ -149,6 +164,15 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	for name, b := range o.builtins {
 		builtins[name] = b
 	}
+	var observer loader.Observer
+	var events session.Events
+	if o.metrics {
+		m, err := metrics.New(o.registry)
+		if err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		observer, events = m.Observer(cfg.Handler), m
+	}
 	lh, err := loader.Open(ctx, loader.Config{
 		Name:          cfg.Handler,
 		Dir:           cfg.PluginDir,
@@ -165,6 +189,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		MaxCalls:      cfg.MaxCalls,
 		Logger:        o.logger,
 		Builtins:      builtins,
+		Observer:      observer,
 	})
 	if err != nil {
 		return nil, err
@@ -172,7 +197,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	if lh.Path() == "" {
 		o.logger.Info("session handler running in process (built in)", "handler", cfg.Handler, "plugin_dir", cfg.PluginDir)
 	}
-	mgr := &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger}
+	mgr := &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger, Events: events}
 	if err := concurrency(ctx, cfg, lh, mgr, o.logger); err != nil {
 		lh.Shutdown()
 		return nil, err
@@ -221,14 +246,34 @@ func concurrency(ctx context.Context, cfg config.Config, lh *loader.Handler, mgr
 }
 
 // newCodec builds the token codec from TINA4_SECRET, or from a key file
-// created on first start when the variable is unset.
+// created on first start when the variable is unset. TINA4_SECRET_PREVIOUS
+// adds older secrets that still open tokens (rotation); it needs
+// TINA4_SECRET. Errors and log lines never hold a secret's value.
 func newCodec(cfg config.Config, log *slog.Logger) (*token.Codec, error) {
 	if cfg.Secret != "" {
 		c, err := token.New([]byte(cfg.Secret))
 		if err != nil {
 			return nil, fmt.Errorf("TINA4_SECRET: %w", err)
 		}
+		if strings.ContainsRune(cfg.Secret, ',') || strings.Trim(cfg.Secret, " \t") != cfg.Secret {
+			log.Warn("TINA4_SECRET holds a comma or begins or ends with a space: it cannot be listed in TINA4_SECRET_PREVIOUS (comma-separated, entries trimmed) when you rotate to a new secret, so that rotation will sign everyone out; choose a secret without them")
+		}
+		if len(cfg.SecretPrev) == 0 {
+			return c, nil
+		}
+		previous := make([][]byte, len(cfg.SecretPrev))
+		for i, p := range cfg.SecretPrev {
+			previous[i] = []byte(p)
+		}
+		if c, err = token.New([]byte(cfg.Secret), previous...); err != nil {
+			return nil, fmt.Errorf("TINA4_SECRET_PREVIOUS: %w", err)
+		}
+		log.Info("TINA4_SECRET_PREVIOUS is set: sessions sealed with a previous secret still open, and are sealed with TINA4_SECRET when next saved; remove a previous secret once every host has sealed with TINA4_SECRET for longer than TINA4_SESSION_TTL",
+			"previous_secrets", len(previous), "session_ttl", cfg.TTL.String())
 		return c, nil
+	}
+	if len(cfg.SecretPrev) > 0 {
+		return nil, fmt.Errorf("TINA4_SECRET_PREVIOUS is set but TINA4_SECRET is not: rotating the secret needs TINA4_SECRET (set it to the new secret), or unset TINA4_SECRET_PREVIOUS to use the key file %s", cfg.SecretFile)
 	}
 	if err := keyFileApart(cfg); err != nil {
 		return nil, err

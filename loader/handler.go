@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -133,8 +134,9 @@ func (c Config) withDefaults() Config {
 // while the plugin is down. A crashed plugin is relaunched with a new
 // go-plugin client and exponential backoff.
 type Handler struct {
-	cfg     Config
-	path    string // "" for a built-in
+	cfg     Config // host-level settings; the handler's own are in target
+	target  atomic.Pointer[target]
+	swapMu  sync.Mutex // one Swap at a time
 	mu      sync.RWMutex
 	cur     *instance
 	lastErr error
@@ -155,8 +157,9 @@ func Open(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, path: path, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	h := &Handler{cfg: cfg, dead: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		slots: make(chan struct{}, cfg.MaxCalls)}
+	h.target.Store(&target{name: cfg.Name, path: path, cfg: cfg})
 	if path == "" && cfg.SHA256 != "" {
 		return nil, fmt.Errorf("%w: TINA4_SESSION_HANDLER_SHA256 pins %s, but %s has no binary of that name; copy the pinned binary there or unset the pin",
 			ErrChecksum, cfg.Name, cfg.Dir)
@@ -209,11 +212,18 @@ func (h *Handler) builtinNames() []string {
 	return names
 }
 
+// target is what a Handler runs: the handler's name, its binary ("" for a
+// built-in) and the configuration it is launched with. Swap replaces it.
+type target struct {
+	name, path string
+	cfg        Config
+}
+
 // Path is the binary the handler runs, or "" for a built-in handler.
-func (h *Handler) Path() string { return h.path }
+func (h *Handler) Path() string { return h.target.Load().path }
 
 // Name is the handler's name.
-func (h *Handler) Name() string { return h.cfg.Name }
+func (h *Handler) Name() string { return h.target.Load().name }
 
 // PID is the handler process id, 0 while it is down.
 func (h *Handler) PID() int {
@@ -240,7 +250,7 @@ func (h *Handler) Transport() string {
 // Shutdown fail with ErrUnavailable. It is safe to call more than once.
 func (h *Handler) Shutdown() error {
 	h.closeMu.Do(func() {
-		if h.path != "" {
+		if h.Path() != "" {
 			close(h.stop)
 			<-h.done
 		}
@@ -252,6 +262,7 @@ func (h *Handler) Shutdown() error {
 		if in != nil {
 			in.kill()
 		}
+		h.cfg.Observer.Up(false)
 	})
 	return nil
 }
@@ -260,7 +271,7 @@ func (h *Handler) current() (*instance, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.cur == nil {
-		return nil, fmt.Errorf("%w: %s is not running (%v); it is restarted automatically", ErrUnavailable, h.cfg.Name, h.lastErr)
+		return nil, fmt.Errorf("%w: %s is not running (%v); it is restarted automatically", ErrUnavailable, h.Name(), h.lastErr)
 	}
 	return h.cur, nil
 }
@@ -279,6 +290,23 @@ func (h *Handler) callOnce(ctx context.Context, op string, fn func(context.Conte
 	if err != nil {
 		return err
 	}
+	in.inflight.Add(1)
+	err = h.callOn(ctx, in, op, fn)
+	in.inflight.Add(-1)
+	if err != nil && in.retired.Load() && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		// Swap replaced the instance while this call was on its way to
+		// it: make the call once more, on its successor.
+		if next, cerr := h.current(); cerr == nil && next != in {
+			next.inflight.Add(1)
+			err = h.callOn(ctx, next, op, fn)
+			next.inflight.Add(-1)
+		}
+	}
+	return err
+}
+
+func (h *Handler) callOn(ctx context.Context, in *instance, op string, fn func(context.Context, shared.Store) error) error {
+	var err error
 	parent := ctx
 	deadline := time.Now().Add(h.cfg.CallTimeout)
 	select {
@@ -292,10 +320,10 @@ func (h *Handler) callOnce(ctx context.Context, op string, fn func(context.Conte
 			t.Stop()
 		case <-t.C:
 			return fmt.Errorf("%w: %s %s: %d calls already in flight for %s (TINA4_PLUGIN_MAX_CALLS): %w",
-				ErrUnavailable, h.cfg.Name, op, h.cfg.MaxCalls, h.cfg.CallTimeout/2, context.DeadlineExceeded)
+				ErrUnavailable, h.Name(), op, h.cfg.MaxCalls, h.cfg.CallTimeout/2, context.DeadlineExceeded)
 		case <-parent.Done():
 			t.Stop()
-			return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
+			return fmt.Errorf("%s %s: %w", h.Name(), op, parent.Err())
 		}
 	}
 	defer func() { <-h.slots }()
@@ -313,19 +341,19 @@ func (h *Handler) callOnce(ctx context.Context, op string, fn func(context.Conte
 		return err
 	case parent.Err() != nil:
 		// The caller gave up (client went away); not the plugin's fault.
-		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, parent.Err())
+		return fmt.Errorf("%s %s: %w", h.Name(), op, parent.Err())
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) && time.Until(deadline) < 10*time.Millisecond:
 		// Our deadline passed (whatever error the transport reports for it;
 		// the plugin's or the socket's report may arrive a moment before
 		// the host's own timer fires).
 		return fmt.Errorf("%w: %s %s did not answer within %s (TINA4_PLUGIN_TIMEOUT): %w",
-			ErrUnavailable, h.cfg.Name, op, h.cfg.CallTimeout, context.DeadlineExceeded)
+			ErrUnavailable, h.Name(), op, h.cfg.CallTimeout, context.DeadlineExceeded)
 	case transportFailure(err) || in.exited():
 		h.poke()
 		return fmt.Errorf("%w: %s %s failed: the plugin process is gone (%v); it is being restarted",
-			ErrUnavailable, h.cfg.Name, op, err)
+			ErrUnavailable, h.Name(), op, err)
 	default:
-		return fmt.Errorf("%s %s: %w", h.cfg.Name, op, err)
+		return fmt.Errorf("%s %s: %w", h.Name(), op, err)
 	}
 }
 
@@ -362,7 +390,7 @@ func (h *Handler) Info(ctx context.Context) (shared.Info, error) {
 		info, err = s.Info(ctx)
 		return err
 	})
-	if err == nil && h.path != "" {
+	if err == nil && h.Path() != "" {
 		info.PID = h.PID()
 	}
 	return info, err
@@ -391,7 +419,7 @@ func (h *Handler) Load(ctx context.Context, id string) (shared.Record, error) {
 // shared.ErrTooLarge and never reaches the handler.
 func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error {
 	if len(rec.Data) > h.cfg.MaxRecordSize {
-		return fmt.Errorf("%s Save: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.cfg.Name, shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
+		return fmt.Errorf("%s Save: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.Name(), shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
 	}
 	return h.call(ctx, "Save", func(ctx context.Context, s shared.Store) error { return s.Save(ctx, id, rec) })
 }
@@ -401,7 +429,7 @@ func (h *Handler) Save(ctx context.Context, id string, rec shared.Record) error 
 // without the capability gives shared.ErrUnsupported.
 func (h *Handler) SaveIf(ctx context.Context, id string, rec shared.Record, expect uint64) (uint64, error) {
 	if len(rec.Data) > h.cfg.MaxRecordSize {
-		return 0, fmt.Errorf("%s SaveIf: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.cfg.Name, shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
+		return 0, fmt.Errorf("%s SaveIf: %w: a record of %d bytes, over the limit of %d (TINA4_SESSION_MAX_BYTES)", h.Name(), shared.ErrTooLarge, len(rec.Data), h.cfg.MaxRecordSize)
 	}
 	var ver uint64
 	err := h.call(ctx, "SaveIf", func(ctx context.Context, s shared.Store) (err error) {

@@ -38,6 +38,10 @@ type instance struct {
 	served    atomic.Int64 // calls answered without a transport failure
 	// unresponsive is set when the liveness probe killed the process.
 	unresponsive atomic.Bool
+	// inflight counts calls on their way through this instance; retired
+	// is set once Swap replaced it.
+	inflight atomic.Int64
+	retired  atomic.Bool
 }
 
 // drainStderr waits up to d for go-plugin to have read all the plugin
@@ -201,7 +205,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           &pipeStderr{tail: tail, log: cfg.Logger.With("handler", name)},
 		SyncStderr:       &stderrLog{tail: tail, log: cfg.Logger.With("handler", name)},
-		Logger:           hclogFor(cfg.Logger, name),
+		Logger:           stderrMuted{hclogFor(cfg.Logger, name), filepath.Base(cmd.Path)},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.MaxRecordSize+64<<10),
 			grpc.MaxCallSendMsgSize(cfg.MaxRecordSize+64<<10),
@@ -332,7 +336,7 @@ func explainStart(err error, name string, cfg Config) error {
 		line, _, _ := strings.Cut(msg[strings.Index(msg, unrecognized)+len(unrecognized):], "\n")
 		return &startError{fmt.Sprintf("it printed %q on stdout instead of the plugin handshake: it is not a tina4 session handler, or it wrote to stdout before serving (handlers must log to stderr only)", line), err}
 	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
-		return &startError{fmt.Sprintf("%s; it speaks none of the protocol versions this host speaks (%s): rebuild it against a matching github.com/tina4go/sessions/sdk", msg, strings.Trim(fmt.Sprint(shared.Protocols), "[]")), err}
+		return &startError{fmt.Sprintf("%s; it speaks none of the protocol versions this host speaks (%s): rebuild it against a matching github.com/tina4go/sessions/sdk, or, for a handler in another language, print one of them as the second field of its handshake line (see docs/handlers-in-other-languages.md)", msg, strings.Trim(fmt.Sprint(shared.Protocols), "[]")), err}
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return &startError{fmt.Sprintf("it did not complete the plugin handshake within %s (TINA4_PLUGIN_START_TIMEOUT)", cfg.StartTimeout), err}
 	case strings.Contains(msg, "plugin exited before we could connect"):

@@ -2,9 +2,13 @@ package loader
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -104,5 +108,63 @@ func TestAPluginWhoseStoreIsSlowIsLeftAlone(t *testing.T) {
 	}
 	if got := h.PID(); got != pid {
 		t.Fatalf("a plugin that answers its liveness probe but whose calls time out was restarted (pid %d -> %d)", pid, got)
+	}
+}
+
+func TestSwapUnderConcurrentCallsDropsNothing(t *testing.T) {
+	dir := pluginDir(t, "SessionFileHandler")
+	folder := t.TempDir()
+	cfg := Config{Name: "SessionFileHandler", Dir: dir, Env: []string{"TINA4_SESSION_FOLDER=" + folder}, CallTimeout: 10 * time.Second}
+	h := open(t, cfg)
+	ctx := context.Background()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := testID(byte('a' + w))
+			for i := 0; !stop.Load(); i++ {
+				rec := shared.Record{Data: []byte(fmt.Sprint(i)), Expires: time.Now().Add(time.Hour)}
+				if err := h.Save(ctx, id, rec); err != nil {
+					errs <- err
+					return
+				}
+				if got, err := h.Load(ctx, id); err != nil || string(got.Data) != fmt.Sprint(i) {
+					errs <- fmt.Errorf("load after save %d: %q, %v", i, got.Data, err)
+					return
+				}
+			}
+		}()
+	}
+	for range 5 {
+		old := h.PID()
+		if err := h.Swap(ctx, cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		if h.PID() == old {
+			t.Fatal("Swap kept the old process")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call failed during the swaps: %v", err)
+	}
+}
+
+func TestASwapRefusedByItsCheckKeepsTheOldProcess(t *testing.T) {
+	cfg := Config{Name: "SessionFileHandler", Dir: pluginDir(t, "SessionFileHandler"), Env: []string{"TINA4_SESSION_FOLDER=" + t.TempDir()}}
+	h := open(t, cfg)
+	old := h.PID()
+	err := h.Swap(context.Background(), cfg, func(shared.Info) error { return errors.New("not this one") })
+	if err == nil || !strings.Contains(err.Error(), "not this one") || h.PID() != old {
+		t.Fatalf("a refused swap: %v, pid %d -> %d", err, old, h.PID())
+	}
+	if _, err := h.Load(context.Background(), testID('r')); !errors.Is(err, shared.ErrNotFound) {
+		t.Fatalf("the old process does not serve after a refused swap: %v", err)
 	}
 }

@@ -55,7 +55,7 @@ func (h *Handler) probe(in *instance) {
 		}
 		in.unresponsive.Store(true)
 		h.cfg.Logger.Error("session handler stopped answering its liveness probe; killing it to restart it",
-			"handler", h.cfg.Name, "pid", in.info.PID, "missed", missed, "every", h.cfg.ProbeInterval.String(), "error", err.Error())
+			"handler", h.Name(), "pid", in.info.PID, "missed", missed, "every", h.cfg.ProbeInterval.String(), "error", err.Error())
 		killGroup(in.cmd)
 		if in.cmd.Process != nil {
 			in.cmd.Process.Kill()

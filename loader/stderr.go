@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // tailBuffer keeps the last lines a plugin wrote to stderr, so a crash can be
@@ -121,12 +124,20 @@ func (s *stderrLog) logLine(line []byte) {
 	s.log.Log(context.Background(), level, msg, attrs...)
 }
 
-// pipeStderr receives every line a plugin writes to its stderr pipe
-// (go-plugin copies each one here before it logs it). go-plugin logs
-// hclog-shaped lines (JSON, or "[LEVEL]" prefixed) and panics itself, but
-// plain lines only at debug level, below what the host logs: those, which
-// is what a handler in another language prints by default, are logged here
-// at info with the handler's name. Every line also goes to tail.
+// pipeStderr logs every line a plugin writes to its stderr pipe. go-plugin
+// copies each raw line here; its own parsing of those lines is turned off
+// (stderrMuted), because it drops plain lines and JSON lines whose
+// timestamp is not hclog's to debug level, and it panics, taking the host
+// with it, on a JSON line whose "@message" or "@level" is not a string. Here:
+//
+//   - an hclog JSON line ({"@level":..., "@message":...}) is logged at its
+//     level, with its other fields (trace and debug are dropped, as the
+//     host's own are);
+//   - a line starting "[TRACE]" ... "[ERROR]" at that level;
+//   - "panic: " or "fatal error: " and every line after it at error;
+//   - any other line, at info.
+//
+// Every line is tagged with the handler's name and kept in tail.
 type pipeStderr struct {
 	tail    *tailBuffer
 	log     *slog.Logger
@@ -158,21 +169,75 @@ func (s *pipeStderr) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+var hclogLevels = map[string]slog.Level{
+	"trace": slog.LevelDebug - 4, "debug": slog.LevelDebug, "info": slog.LevelInfo,
+	"warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
 func (s *pipeStderr) logLine(line []byte) {
 	text := strings.TrimRight(string(line), "\r")
+	ctx := context.Background()
 	switch {
-	case s.inPanic, text == "":
+	case text == "":
+		return
+	case s.inPanic:
+		s.log.Error(text)
 		return
 	case strings.HasPrefix(text, "panic: "), strings.HasPrefix(text, "fatal error: "):
-		s.inPanic = true // go-plugin logs the rest as errors
+		s.inPanic = true
+		s.log.Error(text)
 		return
-	case json.Valid(line) && strings.HasPrefix(text, "{"):
-		return // hclog JSON: go-plugin logs it at its level
+	case strings.HasPrefix(text, "{") && json.Valid(line):
+		s.logJSON(line)
+		return
 	}
-	for _, prefix := range []string{"[TRACE]", "[DEBUG]", "[INFO]", "[WARN]", "[ERROR]"} {
-		if strings.HasPrefix(text, prefix) {
+	for _, p := range []struct {
+		prefix string
+		level  slog.Level
+	}{{"[TRACE]", slog.LevelDebug - 4}, {"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERROR]", slog.LevelError}} {
+		if rest, ok := strings.CutPrefix(text, p.prefix); ok {
+			s.log.Log(ctx, p.level, strings.TrimSpace(rest))
 			return
 		}
 	}
 	s.log.Info(text)
+}
+
+// logJSON logs an hclog JSON line at its level with its fields; JSON of
+// another shape is logged whole, at info.
+func (s *pipeStderr) logJSON(line []byte) {
+	var rec map[string]any
+	if json.Unmarshal(line, &rec) != nil {
+		return
+	}
+	lvl, _ := rec["@level"].(string)
+	level, known := hclogLevels[strings.ToLower(lvl)]
+	msg, ok := rec["@message"].(string)
+	if !known || !ok {
+		s.log.Info(string(line))
+		return
+	}
+	var attrs []any
+	for k, v := range rec {
+		if !strings.HasPrefix(k, "@") {
+			attrs = append(attrs, k, v)
+		}
+	}
+	s.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// stderrMuted is the logger go-plugin gets: its own messages go through, but
+// the logger it makes to parse the plugin's stderr (named after the binary)
+// is off, so that go-plugin neither logs those lines nor parses them
+// (pipeStderr does both).
+type stderrMuted struct {
+	hclog.Logger
+	binary string
+}
+
+func (l stderrMuted) Named(name string) hclog.Logger {
+	if name == l.binary {
+		return hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
+	}
+	return l.Logger.Named(name)
 }

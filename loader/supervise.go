@@ -54,7 +54,7 @@ func (h *Handler) supervise() {
 			// give go-plugin a moment to pass on the plugin's last words.
 			go in.kill()
 			in.drainStderr(time.Second)
-			h.cfg.Logger.Error("session handler exited; restarting", "handler", h.cfg.Name, "pid", in.info.PID,
+			h.cfg.Logger.Error("session handler exited; restarting", "handler", h.Name(), "pid", in.info.PID,
 				"uptime", time.Since(in.started).Round(time.Millisecond).String(), "backoff", backoff.String(), "last_stderr", in.stderr.String())
 		}
 		select {
@@ -63,12 +63,13 @@ func (h *Handler) supervise() {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, h.cfg.MaxBackoff)
-		next, err := launch(context.Background(), h.path, h.cfg.Name, h.cfg)
+		tg := h.target.Load()
+		next, err := launch(context.Background(), tg.path, tg.name, tg.cfg)
 		if err != nil {
 			h.mu.Lock()
 			h.lastErr = err
 			h.mu.Unlock()
-			h.cfg.Logger.Error("session handler restart failed", "handler", h.cfg.Name, "error", err, "next_try_in", backoff.String())
+			h.cfg.Logger.Error("session handler restart failed", "handler", h.Name(), "error", err, "next_try_in", backoff.String())
 			continue
 		}
 		h.mu.Lock()
@@ -86,6 +87,6 @@ func (h *Handler) supervise() {
 		go h.probe(next)
 		h.cfg.Observer.Restarted(restartReason)
 		h.cfg.Observer.Up(true)
-		h.cfg.Logger.Info("session handler restarted", "handler", h.cfg.Name, "pid", next.info.PID, "transport", next.transport)
+		h.cfg.Logger.Info("session handler restarted", "handler", h.Name(), "pid", next.info.PID, "transport", next.transport)
 	}
 }

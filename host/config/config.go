@@ -15,6 +15,7 @@
 //	TINA4_SESSION_SAMESITE       Lax                       cookie SameSite: Lax, Strict or None (any case); browsers drop None cookies unless Secure
 //	TINA4_SESSION_SECURE         false                     cookie Secure flag: true/false, 1/0, yes/no (any case)
 //	TINA4_SECRET                 (unset)                   secret the session keys derive from; set it (32+ random characters) on every server of a cluster
+//	TINA4_SECRET_PREVIOUS        (unset)                   older secrets, comma-separated: tokens they sealed still open (rotation); needs TINA4_SECRET
 //	TINA4_SECRET_FILE            .tina4/secret.key         key file generated and used when TINA4_SECRET is unset
 //	TINA4_PLUGIN_TIMEOUT         5s                        deadline for each call to the plugin (duration or seconds; > 0)
 //	TINA4_PLUGIN_START_TIMEOUT   10s                       deadline for launching the plugin and its handshake (duration or seconds; > 0)
@@ -44,6 +45,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +63,7 @@ const (
 	envSameSite      = "TINA4_SESSION_SAMESITE"
 	envSecure        = "TINA4_SESSION_SECURE"
 	envSecret        = "TINA4_SECRET"
+	envSecretPrev    = "TINA4_SECRET_PREVIOUS"
 	envSecretFile    = "TINA4_SECRET_FILE"
 	envPluginTimeout = "TINA4_PLUGIN_TIMEOUT"
 	envStartTimeout  = "TINA4_PLUGIN_START_TIMEOUT"
@@ -90,6 +93,7 @@ type Config struct {
 	SameSite      http.SameSite // TINA4_SESSION_SAMESITE: Lax (default), Strict or None
 	Secure        bool          // TINA4_SESSION_SECURE, default false
 	Secret        string        // TINA4_SECRET, default "" (the host then uses SecretFile)
+	SecretPrev    []string      // TINA4_SECRET_PREVIOUS split at commas (see secretList), default nil; they only open tokens
 	SecretFile    string        // TINA4_SECRET_FILE, default ".tina4/secret.key"
 	PluginTimeout time.Duration // TINA4_PLUGIN_TIMEOUT, default 5s
 	StartTimeout  time.Duration // TINA4_PLUGIN_START_TIMEOUT, default 10s
@@ -162,6 +166,7 @@ func Load(opts Options) (Config, error) {
 		SessionFolder: src.str(envSessionFolder, "./sessions"),
 		CookieName:    src.str(envCookieName, "tina4_session"),
 		Secret:        src.str(envSecret, ""),
+		SecretPrev:    secretList(src.str(envSecretPrev, "")),
 		SecretFile:    src.str(envSecretFile, filepath.Join(".tina4", "secret.key")),
 		Addr:          src.str(envAddr, "127.0.0.1:7145"),
 		PluginSums:    src.str(envPluginSums, ""),
@@ -184,6 +189,9 @@ func Load(opts Options) (Config, error) {
 	c.LockWait = parse(&src, &errs, envLockWait, 10*time.Second, parseDuration)
 	c.LockTTL = parse(&src, &errs, envLockTTL, 30*time.Second, parseDuration)
 	c.ExtraEnv = extraEnv(&src, &errs)
+	if v, where, ok := src.lookup(envHandler); ok && v != "" && !handlerName.MatchString(v) {
+		errs = append(errs, fmt.Errorf("config: %s=%s%s: not a handler name: a letter, then letters, digits, '_' or '-', at most 64 characters (the host runs <plugin dir>/<name>; never a path)", envHandler, v, where))
+	}
 	if v, where, ok := src.lookup(envCookieName); ok && v != "" {
 		if err := (&http.Cookie{Name: v, Value: "x"}).Valid(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %s=%s%s: not a valid cookie name; use letters, digits, '-' and '_'", envCookieName, v, where))
@@ -244,6 +252,10 @@ func (c Config) HandlerEnv() []string {
 	return append(out, envSessionFolder+"="+folder)
 }
 
+// handlerName is the grammar of TINA4_SESSION_HANDLER (the loader checks it
+// again, as loader.ValidName, before it builds a path).
+var handlerName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+
 // extraEnv resolves TINA4_PLUGIN_ENV: a comma-separated list of variable
 // names to pass to the handler. Names of host key material (see PluginEnv),
 // go-plugin's own (PLUGIN_*) and the handshake cookie are refused.
@@ -291,6 +303,20 @@ func validEnvName(s string) bool {
 func secretName(name string) bool {
 	up := strings.ToUpper(name)
 	return up == envSecret || up == envSecretFile || (strings.Contains(up, "SECRET") && !strings.HasPrefix(up, "TINA4_SESSION_"))
+}
+
+// secretList splits TINA4_SECRET_PREVIOUS: comma-separated secrets, each
+// trimmed of surrounding spaces and tabs, empty entries dropped. A secret
+// holding a comma, or starting or ending with a space, cannot be listed.
+// Nothing here is ever put in an error message.
+func secretList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.Trim(s, " \t"); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func parseTransport(v string) (string, error) {

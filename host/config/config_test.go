@@ -392,3 +392,64 @@ func TestPluginEnvNamesExtraVariables(t *testing.T) {
 		}
 	}
 }
+
+func TestAHandlerNameThatIsAPathIsASettingError(t *testing.T) {
+	for _, bad := range []string{"../SessionFileHandler", "/bin/sh", "a b", "1abc", strings.Repeat("a", 65)} {
+		_, err := Load(Options{Dir: t.TempDir(), Environ: []string{"TINA4_SESSION_HANDLER=" + bad}})
+		if err == nil || !strings.Contains(err.Error(), "TINA4_SESSION_HANDLER") {
+			t.Errorf("TINA4_SESSION_HANDLER=%s: %v; want an error naming the variable", bad, err)
+		}
+	}
+	if _, err := Load(Options{Dir: t.TempDir(), Environ: []string{"TINA4_SESSION_HANDLER=Session_Mongo-Handler2"}}); err != nil {
+		t.Errorf("a valid name: %v", err)
+	}
+}
+
+func TestSecretPrevious(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                        nil,
+		" , ,":                    nil,
+		"old-secret-0123456789ab": {"old-secret-0123456789ab"},
+		"older-one-0123456789, \told-two-0123456789ab ,,": {"older-one-0123456789", "old-two-0123456789ab"},
+	} {
+		if c := mustLoad(t, []string{"TINA4_SECRET_PREVIOUS=" + in}, ""); !slices.Equal(c.SecretPrev, want) {
+			t.Errorf("TINA4_SECRET_PREVIOUS=%q: SecretPrev = %q, want %q", in, c.SecretPrev, want)
+		}
+	}
+	c := mustLoad(t, nil, "TINA4_SECRET=current-secret-0123456789\nTINA4_SECRET_PREVIOUS=dotenv-old-0123456789,dotenv-older-0123456789\n")
+	if want := []string{"dotenv-old-0123456789", "dotenv-older-0123456789"}; !slices.Equal(c.SecretPrev, want) {
+		t.Errorf("from .env: SecretPrev = %q, want %q", c.SecretPrev, want)
+	}
+	if c := mustLoad(t, []string{"TINA4_SECRET_PREVIOUS=env-old-0123456789ab"}, "TINA4_SECRET_PREVIOUS=dotenv-old-0123456789\n"); !slices.Equal(c.SecretPrev, []string{"env-old-0123456789ab"}) {
+		t.Errorf("the environment should beat .env: SecretPrev = %q", c.SecretPrev)
+	}
+}
+
+func TestSecretPreviousNeverReachesThePlugin(t *testing.T) {
+	c := mustLoad(t, []string{"TINA4_SECRET_PREVIOUS=env-old-0123456789ab", "TINA4_SESSION_TTL=1h"},
+		"TINA4_SECRET_PREVIOUS=dotenv-old-0123456789\ntina4_secret_previous=lower-old-0123456789\n")
+	for _, env := range [][]string{c.PluginEnv, c.HandlerEnv()} {
+		for _, kv := range env {
+			if strings.Contains(kv, "SECRET_PREVIOUS") || strings.Contains(kv, "-old-") {
+				t.Errorf("the plugin environment holds a previous secret: %q", kv)
+			}
+		}
+	}
+	if !slices.Contains(c.PluginEnv, "TINA4_SESSION_TTL=1h") {
+		t.Errorf("PluginEnv = %q, want the other settings kept", c.PluginEnv)
+	}
+	_, err := load(t, []string{"TINA4_PLUGIN_ENV=TINA4_SECRET_PREVIOUS", "TINA4_SECRET_PREVIOUS=env-old-0123456789ab"}, "")
+	if err == nil || !strings.Contains(err.Error(), "host key material") {
+		t.Errorf("TINA4_PLUGIN_ENV=TINA4_SECRET_PREVIOUS: %v; want it refused", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "env-old") {
+		t.Errorf("the error shows the secret's value: %v", err)
+	}
+}
+
+func TestMalformedDotenvDoesNotEchoPreviousSecret(t *testing.T) {
+	_, err := load(t, nil, "TINA4_SECRET_PREVIOUS hunter2-hunter2-hunter2\n")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("err = %v, want an error that does not show the secret", err)
+	}
+}

@@ -41,6 +41,9 @@ type Manager struct {
 	Now func() time.Time
 	// Logger receives notes about rejected or unreadable sessions.
 	Logger *slog.Logger
+	// Events, when set, is told of sessions created, destroyed and
+	// regenerated, of stored tokens rejected, and of record sizes (metrics).
+	Events Events
 
 	// Versioned, when set (a handler with capability "versions"), makes
 	// every save conditional on the version loaded: a save that finds the
@@ -224,6 +227,7 @@ func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.Ra
 func (m *Manager) open(id string, rec shared.Record) (map[string]json.RawMessage, time.Time) {
 	raw, expires, err := m.Codec.Open(id, rec.Data, m.now())
 	if err != nil {
+		m.events().TokenRejected(rejectReason(err))
 		m.log().Info("stored session rejected; starting a new one", "reason", err.Error())
 		return nil, time.Time{}
 	}
@@ -416,12 +420,16 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 			return CookieKeep, false, err
 		}
 	}
+	regen := len(s.toClose) > 0 && !s.destroyed // values move to a new id
 	for len(s.toClose) > 0 {
 		if err := m.Store.Close(ctx, s.toClose[0]); err != nil {
 			return CookieKeep, wrote, fmt.Errorf("destroy session: %w", err)
 		}
 		s.toClose = s.toClose[1:]
 		wrote = true
+		if s.destroyed || len(s.values) == 0 {
+			m.events().SessionDestroyed()
+		}
 	}
 	now := m.now()
 	if len(s.values) == 0 {
@@ -429,6 +437,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 			if err := m.Store.Close(ctx, s.id); err != nil {
 				return CookieKeep, wrote, fmt.Errorf("destroy emptied session: %w", err)
 			}
+			m.events().SessionDestroyed()
 			wrote = true
 			s.stored = false
 			s.id = ""
@@ -445,6 +454,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 	if !s.dirty && !sliding {
 		return CookieKeep, wrote, nil
 	}
+	fresh := s.id == ""
 	if s.id == "" {
 		s.id = NewID()
 		s.version = 0
@@ -459,11 +469,13 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 			if err := m.Store.Save(ctx, s.id, rec); err != nil {
 				return CookieKeep, wrote, fmt.Errorf("save session: %w", err)
 			}
+			m.events().RecordSaved(len(rec.Data))
 			break
 		}
 		ver, err := m.Versioned.SaveIf(ctx, s.id, rec, s.version)
 		if err == nil {
 			s.version = ver
+			m.events().RecordSaved(len(rec.Data))
 			break
 		}
 		var ce *shared.ConflictError
@@ -504,6 +516,12 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 	}
 	s.stored, s.dirty, s.expires, s.cookieID, s.destroyed = true, false, expires, s.id, false
 	s.changes = nil
+	switch {
+	case fresh && regen:
+		m.events().SessionRegenerated()
+	case fresh:
+		m.events().SessionCreated()
+	}
 	return CookieSet, true, nil
 }
 

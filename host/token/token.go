@@ -9,10 +9,14 @@
 // the host's key, and cannot move it to another session id.
 //
 // Both keys derive from one secret (TINA4_SECRET, or a key file made by
-// [LoadOrCreateKey]); the secret never leaves the host process.
+// [LoadOrCreateKey]); the secret never leaves the host process. To rotate the
+// secret, a Codec can also hold previous secrets (TINA4_SECRET_PREVIOUS): it
+// opens what they sealed but seals only with the current one. The token
+// carries no key id; Open finds the key by its signature.
 package token
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -21,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,45 +56,89 @@ const (
 // refused before the key is ever used.
 var validMethods = []string{jwt.SigningMethodHS256.Alg()}
 
-// Codec seals and opens session tokens with keys derived from one secret.
+// Codec seals and opens session tokens with keys derived from one secret,
+// and can also open tokens sealed with older secrets (see [New]).
 // A Codec is safe for concurrent use by multiple goroutines.
 type Codec struct {
-	macKey []byte      // HS256 key
-	aead   cipher.AEAD // AES-256-GCM; random 96-bit nonce prepended to the ciphertext
+	// keys[0] derives from the current secret and is the only one that
+	// seals; keys[1:] derive from the previous secrets, in the order given,
+	// and only open.
+	keys []keyPair
 	// parser checks the algorithm (HS256 only), the signature and the
 	// encoding; Open checks the expiry itself against its own now, so one
 	// parser serves every call.
 	parser *jwt.Parser
 }
 
+// keyPair is the two keys derived from one secret.
+type keyPair struct {
+	mac  []byte      // HS256 key
+	aead cipher.AEAD // AES-256-GCM; random 96-bit nonce prepended to the ciphertext
+}
+
 // New derives two independent 32-byte keys from secret with HKDF-SHA256: one
 // signs tokens (HS256), the other encrypts session values (AES-256-GCM).
 // secret must be at least 16 bytes; a shorter one is refused with an error
 // that says to set TINA4_SECRET to at least 32 random characters. New does not
-// keep a reference to secret.
-func New(secret []byte) (*Codec, error) {
+// keep a reference to secret, nor to previous.
+//
+// previous are older secrets, for rotating the secret without signing
+// everyone out: the Codec always seals with secret, and opens a token sealed
+// with secret or with any of previous. Each previous secret obeys the same
+// length rule, and must differ from secret and from the others; the errors
+// say which one (by position, counting from 1) is wrong, never its value.
+func New(secret []byte, previous ...[]byte) (*Codec, error) {
 	if len(secret) < minSecretLen {
 		return nil, fmt.Errorf("session secret is %d bytes, need at least %d: set TINA4_SECRET to at least 32 random characters (or unset it to use a generated key file)",
 			len(secret), minSecretLen)
 	}
+	for i, p := range previous {
+		switch {
+		case len(p) < minSecretLen:
+			return nil, fmt.Errorf("previous session secret %d of %d is %d bytes, need at least %d, like every session secret",
+				i+1, len(previous), len(p), minSecretLen)
+		case bytes.Equal(p, secret):
+			return nil, fmt.Errorf("previous session secret %d of %d is the current secret: list only older secrets (when you swap in a new secret, the one it replaces becomes the previous one)",
+				i+1, len(previous))
+		}
+		for j, q := range previous[:i] {
+			if bytes.Equal(p, q) {
+				return nil, fmt.Errorf("previous session secrets %d and %d of %d are the same: list each older secret once",
+					j+1, i+1, len(previous))
+			}
+		}
+	}
+	keys := make([]keyPair, 0, 1+len(previous))
+	for _, s := range append([][]byte{secret}, previous...) {
+		k, err := deriveKeys(s)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	parser := jwt.NewParser(jwt.WithValidMethods(validMethods), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
+	return &Codec{keys: keys, parser: parser}, nil
+}
+
+// deriveKeys derives the signing and the encryption key from one secret.
+func deriveKeys(secret []byte) (keyPair, error) {
 	macKey, err := hkdf.Key(sha256.New, secret, nil, macInfo, keyLen)
 	if err != nil {
-		return nil, fmt.Errorf("derive session signing key: %w", err)
+		return keyPair{}, fmt.Errorf("derive session signing key: %w", err)
 	}
 	encKey, err := hkdf.Key(sha256.New, secret, nil, encInfo, keyLen)
 	if err != nil {
-		return nil, fmt.Errorf("derive session encryption key: %w", err)
+		return keyPair{}, fmt.Errorf("derive session encryption key: %w", err)
 	}
 	block, err := aes.NewCipher(encKey)
 	if err != nil {
-		return nil, fmt.Errorf("session encryption key: %w", err)
+		return keyPair{}, fmt.Errorf("session encryption key: %w", err)
 	}
 	aead, err := cipher.NewGCMWithRandomNonce(block)
 	if err != nil {
-		return nil, fmt.Errorf("session encryption key: %w", err)
+		return keyPair{}, fmt.Errorf("session encryption key: %w", err)
 	}
-	parser := jwt.NewParser(jwt.WithValidMethods(validMethods), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
-	return &Codec{macKey: macKey, aead: aead, parser: parser}, nil
+	return keyPair{mac: macKey, aead: aead}, nil
 }
 
 // claims is the token body. Times are whole Unix seconds, independent of
@@ -140,14 +189,15 @@ func (c *Codec) Seal(id string, values []byte, issued, expires time.Time) ([]byt
 	if exp <= 0 {
 		return nil, fmt.Errorf("seal session token: expiry %v is not after the Unix epoch", expires)
 	}
-	sealed := c.aead.Seal(nil, nil, values, []byte(id))
+	k := &c.keys[0]
+	sealed := k.aead.Seal(nil, nil, values, []byte(id))
 	cl := &claims{
 		SID: id,
 		IAT: issued.Unix(),
 		EXP: exp,
 		Dat: base64.RawURLEncoding.EncodeToString(sealed),
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, cl).SignedString(c.macKey)
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, cl).SignedString(k.mac)
 	if err != nil {
 		return nil, fmt.Errorf("seal session token: %w", err)
 	}
@@ -158,18 +208,25 @@ func (c *Codec) Seal(id string, values []byte, issued, expires time.Time) ([]byt
 // now. It returns the values and the token's expiry, time.Unix(exp, 0).
 //
 // The token must be a well-formed JWT signed with HS256 under this Codec's
-// key (any other algorithm, "none" included, is refused), carry an "exp"
-// claim, carry a "sid" claim equal to id, and its "dat" must decrypt with id
-// as additional data, so a token copied to another session id does not open.
-// Any such failure returns an error wrapping [ErrInvalid]. A genuine token
-// for id whose expiry is at or before now returns an error wrapping
-// [ErrExpired]. On error, values is nil and expires is the zero time.
+// key or one of its previous keys (any other algorithm, "none" included, is
+// refused), carry an "exp" claim, carry a "sid" claim equal to id, and its
+// "dat" must decrypt with id as additional data, under the key that signed
+// it, so a token copied to another session id does not open. Any such
+// failure returns an error wrapping [ErrInvalid]. A genuine token for id
+// whose expiry is at or before now returns an error wrapping [ErrExpired].
+// On error, values is nil and expires is the zero time. Neither the error nor
+// anything else Open returns says which key a token was sealed with.
+//
+// The current key is tried first, then the previous ones in order; each try
+// costs one signature check, and a token that is not a well-formed HS256 JWT
+// is refused before any key is tried.
 func (c *Codec) Open(id string, token []byte, now time.Time) (values []byte, expires time.Time, err error) {
 	if id == "" {
 		return nil, time.Time{}, fmt.Errorf("%w: empty session id", ErrInvalid)
 	}
 	var cl claims
-	if _, err = c.parser.ParseWithClaims(string(token), &cl, c.key); err != nil {
+	k, err := c.verify(string(token), &cl)
+	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	// The signature is good, so the claims are the host's own.
@@ -186,18 +243,45 @@ func (c *Codec) Open(id string, token []byte, now time.Time) (values []byte, exp
 		return nil, time.Time{}, fmt.Errorf("%w: malformed dat claim", ErrInvalid)
 	}
 	// Decrypt in place: the plaintext reuses buf's storage.
-	values, err = c.aead.Open(buf[:0], nil, buf, []byte(id))
+	values, err = k.aead.Open(buf[:0], nil, buf, []byte(id))
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: values do not decrypt", ErrInvalid)
 	}
 	return slices.Clip(values), time.Unix(cl.EXP, 0), nil
 }
 
-// key is the jwt.Keyfunc: the parser has already refused any method other
-// than HS256; the type check is a second lock on the same door.
-func (c *Codec) key(t *jwt.Token) (any, error) {
-	if t.Method != jwt.SigningMethodHS256 {
-		return nil, fmt.Errorf("unexpected signing method %q", t.Method.Alg())
+// verify parses token into cl, checks its signature and returns the key
+// that signed it. The parser decodes the token once and refuses any
+// algorithm but HS256 before it asks for a key. With previous keys, the key
+// function picks the first key, the current one first, whose HMAC of the
+// token matches its signature (one HMAC per key tried), and the parser then
+// verifies the signature against that key itself. A token no key signed is
+// verified against the current key and fails exactly as it would without
+// previous keys, so the error never depends on them. How many keys were
+// tried shows only in the time taken, and tokens come from the store, not
+// from clients.
+func (c *Codec) verify(token string, cl *claims) (*keyPair, error) {
+	k := &c.keys[0]
+	_, err := c.parser.ParseWithClaims(token, cl, func(t *jwt.Token) (any, error) {
+		// The parser has already refused any method other than HS256;
+		// the type check is a second lock on the same door.
+		if t.Method != jwt.SigningMethodHS256 {
+			return nil, fmt.Errorf("unexpected signing method %q", t.Method.Alg())
+		}
+		if len(c.keys) > 1 {
+			// The parser found three segments, so there is a last dot.
+			signed := token[:strings.LastIndexByte(token, '.')]
+			for i := range c.keys {
+				if jwt.SigningMethodHS256.Verify(signed, t.Signature, c.keys[i].mac) == nil {
+					k = &c.keys[i]
+					break
+				}
+			}
+		}
+		return k.mac, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return c.macKey, nil
+	return k, nil
 }

@@ -211,10 +211,10 @@ func TestAlgorithmConfusionIsInvalid(t *testing.T) {
 		wantInvalid(t, c, testID, resign(t, jwt.SigningMethodNone, parsedClaims(t, tok), jwt.UnsafeAllowNoneSignatureType))
 	})
 	t.Run("HS512 with the real key", func(t *testing.T) {
-		wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS512, parsedClaims(t, tok), c.macKey))
+		wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS512, parsedClaims(t, tok), c.keys[0].mac))
 	})
 	t.Run("HS384 with the real key", func(t *testing.T) {
-		wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS384, parsedClaims(t, tok), c.macKey))
+		wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS384, parsedClaims(t, tok), c.keys[0].mac))
 	})
 	for _, alg := range []string{"none", "HS512", "RS256", "hs256"} {
 		t.Run("header alg "+alg, func(t *testing.T) {
@@ -241,7 +241,7 @@ func TestResignedGenuineClaimsOpen(t *testing.T) {
 	// Control for the re-signing tests: the helper itself makes good tokens,
 	// so their failures come from what each test changed.
 	c := newCodec(t, testSecret)
-	tok := resign(t, jwt.SigningMethodHS256, parsedClaims(t, seal(t, c, testID, []byte(`{"a":1}`))), c.macKey)
+	tok := resign(t, jwt.SigningMethodHS256, parsedClaims(t, seal(t, c, testID, []byte(`{"a":1}`))), c.keys[0].mac)
 	if got, _, err := c.Open(testID, tok, during); err != nil || string(got) != `{"a":1}` {
 		t.Fatalf("Open(re-signed genuine claims) = %q, %v; want the values", got, err)
 	}
@@ -251,7 +251,7 @@ func TestMissingExpiryIsInvalid(t *testing.T) {
 	c := newCodec(t, testSecret)
 	cl := parsedClaims(t, seal(t, c, testID, []byte(`{"a":1}`)))
 	delete(cl, "exp")
-	wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS256, cl, c.macKey))
+	wantInvalid(t, c, testID, resign(t, jwt.SigningMethodHS256, cl, c.keys[0].mac))
 }
 
 func TestSwappedDatIsInvalid(t *testing.T) {
@@ -259,7 +259,7 @@ func TestSwappedDatIsInvalid(t *testing.T) {
 	c := newCodec(t, testSecret)
 	cl := parsedClaims(t, seal(t, c, testID, []byte(`{"a":1}`)))
 	cl["sid"] = "sess-other"
-	wantInvalid(t, c, "sess-other", resign(t, jwt.SigningMethodHS256, cl, c.macKey))
+	wantInvalid(t, c, "sess-other", resign(t, jwt.SigningMethodHS256, cl, c.keys[0].mac))
 }
 
 func TestExpired(t *testing.T) {
@@ -298,10 +298,10 @@ func TestShortSecretRejected(t *testing.T) {
 func TestKeysAreIndependent(t *testing.T) {
 	c := newCodec(t, testSecret)
 	other := newCodec(t, testSecret)
-	if !bytes.Equal(c.macKey, other.macKey) {
+	if !bytes.Equal(c.keys[0].mac, other.keys[0].mac) {
 		t.Error("same secret gave different signing keys")
 	}
-	if bytes.Equal(c.macKey, testSecret) {
+	if bytes.Equal(c.keys[0].mac, testSecret) {
 		t.Error("signing key is the raw secret")
 	}
 }

@@ -462,8 +462,13 @@ func TestUnknownHandlerFailsStartupClearly(t *testing.T) {
 					t.Errorf("startup error should mention %q:\n%s", want, msg)
 				}
 			}
-		} else if !strings.Contains(msg, "invalid session handler name") {
-			t.Errorf("a name with a path must be refused as invalid:\n%s", msg)
+		} else {
+			if !strings.Contains(msg, "TINA4_SESSION_HANDLER=../SessionFileHandler") || !strings.Contains(msg, "not a handler name") {
+				t.Errorf("a name with a path must be refused as an invalid setting, naming it:\n%s", msg)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 2 {
+				t.Errorf("an invalid TINA4_SESSION_HANDLER exits %d, want 2 (as every invalid setting)", code)
+			}
 		}
 	}
 }
@@ -603,8 +608,47 @@ func TestQuickVerifyCatchesGRPCsDefaultMessageLimit(t *testing.T) {
 
 func TestPlainStderrLinesOfAHandlerReachTheHostLog(t *testing.T) {
 	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + hostileDir, "TINA4_SESSION_HANDLER=SmallMsg"}})
+	c := newClient(t)
+	if r := call(t, c, "POST", s.url("/api/session"), `{"a":1}`); r.Code != 200 {
+		t.Fatalf("the host does not serve after the handler's odd stderr: %d", r.Code)
+	}
 	s.stop()
-	if !strings.Contains(s.log.String(), `level=INFO msg="smallmsg: a plain line on stderr, before the handshake" handler=SmallMsg`) {
-		t.Fatalf("the handler's plain stderr line is not in the host log at info with its name:\n%s", s.log)
+	for _, want := range []string{`level=INFO msg="smallmsg: a plain line on stderr, before the handshake" handler=SmallMsg`,
+		`level=INFO msg="{\"@message\":42,\"@level\":\"info\"}" handler=SmallMsg`} {
+		if !strings.Contains(s.log.String(), want) {
+			t.Errorf("the host log lacks %s:\n%s", want, s.log)
+		}
+	}
+}
+
+func TestPluginsListingGatesADeployAndLeavesNothingBehind(t *testing.T) {
+	cwd := t.TempDir()
+	run := func(env ...string) (string, int) {
+		cmd := exec.Command(hostBin, "plugins")
+		cmd.Env = append(append(baseEnv(), "TINA4_PLUGIN_DIR="+pluginsDir), env...)
+		cmd.Dir = cwd
+		out, _ := cmd.Output()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := run(); code != 0 || !strings.Contains(out, "selected: TINA4_SESSION_HANDLER=SessionFileHandler (usable)") {
+		t.Fatalf("plugins with a usable selected handler: exit %d\n%s", code, out)
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+		t.Errorf("listing handlers left files behind in the working directory: %v", entries)
+	}
+	if out, code := run("TINA4_SESSION_HANDLER=SessionMongoHandler"); code != 1 || !strings.Contains(out, "FAIL: no binary of that name") {
+		t.Errorf("plugins with a missing selected handler: exit %d, want 1\n%s", code, out)
+	}
+	// An unusable binary: group-writable.
+	dir := filepath.Join(t.TempDir(), "plugins")
+	os.Mkdir(dir, 0o755)
+	bin, err := os.ReadFile(filepath.Join(pluginsDir, "SessionFileHandler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "SessionFileHandler"), bin, 0o755)
+	os.Chmod(filepath.Join(dir, "SessionFileHandler"), 0o775)
+	if out, code := run("TINA4_PLUGIN_DIR=" + dir); code != 1 || !strings.Contains(out, "FAIL: unusable") {
+		t.Errorf("plugins with an unusable selected handler: exit %d, want 1\n%s", code, out)
 	}
 }

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tina4go/sessions/host/config"
 	"github.com/tina4go/sessions/loader"
+	"github.com/tina4go/sessions/plugins/file"
 	"github.com/tina4go/sessions/sdk/handlertest"
 	"github.com/tina4go/sessions/shared"
 )
@@ -22,12 +25,23 @@ func loaderConfig(cfg config.Config, log *slog.Logger) loader.Config {
 
 // listPlugins prints every file in the plugin directory, whether it is
 // usable, its SHA-256 and what it reports about itself, plus the built-ins.
+// It exits 1 when the selected handler (TINA4_SESSION_HANDLER) is missing or
+// unusable, so it can gate a deploy. Listing leaves nothing behind: each
+// handler is launched with a throwaway TINA4_SESSION_FOLDER, removed after.
 func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdout, stderr io.Writer) int {
 	cands, err := loader.Discover(cfg.PluginDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "tina4-host:", err)
 		return 1
 	}
+	scratch, err := os.MkdirTemp("", "tina4-plugins-list-")
+	if err != nil {
+		fmt.Fprintln(stderr, "tina4-host:", err)
+		return 1
+	}
+	defer os.RemoveAll(scratch)
+	cfg.SessionFolder = filepath.Join(scratch, "sessions")
+	selected := "missing" // what happened to the selected handler
 	fmt.Fprintf(stdout, "plugin directory: %s\n", cfg.PluginDir)
 	if len(cands) == 0 {
 		fmt.Fprintln(stdout, "  (no files)")
@@ -35,6 +49,9 @@ func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdou
 	for _, c := range cands {
 		sum, _ := loader.FileSHA256(c.Path)
 		fmt.Fprintf(stdout, "\n%s\n  path:   %s\n  sha256: %s\n", c.Name, c.Path, sum)
+		if c.Name == cfg.Handler {
+			selected = "unusable"
+		}
 		if c.Err != nil {
 			fmt.Fprintf(stdout, "  usable: no: %v\n", c.Err)
 			continue
@@ -48,13 +65,27 @@ func listPlugins(ctx context.Context, cfg config.Config, log *slog.Logger, stdou
 			fmt.Fprintf(stdout, "  usable: no: %v\n", err)
 			continue
 		}
+		if c.Name == cfg.Handler {
+			selected = "usable"
+		}
 		fmt.Fprintf(stdout, "  usable: yes\n  reports: name=%s version=%s protocols=%v capabilities=%v\n  transport: %s\n",
 			info.Name, info.Version, info.Protocols, info.Capabilities, describeTransport(info.Transport))
 		fmt.Fprintf(stdout, "  concurrency: %s\n", describeConcurrency(info.Info))
 	}
 	fmt.Fprintf(stdout, "\nbuilt in: SessionFileHandler (used when the plugin directory has no binary of that name)\n")
-	fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s\n", cfg.Handler)
-	return 0
+	if selected == "missing" && cfg.Handler == file.Name {
+		selected = "built in"
+	}
+	switch selected {
+	case "usable", "built in":
+		fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s (%s)\n", cfg.Handler, selected)
+		return 0
+	case "missing":
+		fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s: FAIL: no binary of that name in %s and no built-in\n", cfg.Handler, cfg.PluginDir)
+	default:
+		fmt.Fprintf(stdout, "selected: TINA4_SESSION_HANDLER=%s: FAIL: unusable (see above)\n", cfg.Handler)
+	}
+	return 1
 }
 
 // describeConcurrency says what a handler's capabilities mean for

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/tina4go/sessions/host"
 )
 
@@ -34,6 +36,9 @@ func newServer(h *host.Host, log *slog.Logger) http.Handler {
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz) // no session needed
+	// The default registry: the host's metrics (serve opens it with
+	// host.WithMetrics(nil)) and the Go runtime and process collectors.
+	root.Handle("GET /metrics", promhttp.Handler())
 	root.Handle("/", withSessions)
 	return root
 }

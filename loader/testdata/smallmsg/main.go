@@ -1,8 +1,9 @@
 // Command smallmsg is a test plugin that serves a correct in-memory store
 // over gRPC the way a handler written without sdk.Serve might: with gRPC's
 // default 4 MiB message limit, no fast transport, and plain text on stderr
-// (not hclog's format). `tina4-host plugins verify` must catch the limit, and
-// the host must log the plain lines.
+// (not hclog's format), including a JSON line that crashes go-plugin's own
+// parser. `tina4-host plugins verify` must catch the limit, and the host must
+// log the lines and stay up.
 package main
 
 import (
@@ -58,6 +59,9 @@ func (s *mem) Close(ctx context.Context, id string) error {
 
 func main() {
 	fmt.Fprintln(os.Stderr, "smallmsg: a plain line on stderr, before the handshake")
+	// JSON go-plugin v1.8.0's own log parser panics on (a number where it
+	// expects the message string); the host must log it, not crash.
+	fmt.Fprintln(os.Stderr, `{"@message":42,"@level":"info"}`)
 	store := sdk.NewStore("SmallMsg", "1.0.0", &mem{m: map[string]sdk.Record{}})
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  shared.Handshake,
