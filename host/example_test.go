@@ -43,7 +43,8 @@ func Example() {
 	})
 	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
 		s := host.FromRequest(r)
-		fmt.Fprintf(w, "user=%s keys=%v", s.GetString("user"), s.Keys())
+		user, _ := s.GetString("user")
+		fmt.Fprintf(w, "user=%s keys=%v", user, s.Keys())
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		host.FromRequest(r).Destroy()

@@ -197,7 +197,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 	if lh.Path() == "" {
 		o.logger.Info("session handler running in process (built in)", "handler", cfg.Handler, "plugin_dir", cfg.PluginDir)
 	}
-	mgr := &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Logger: o.logger, Events: events}
+	mgr := &session.Manager{Store: lh, Codec: codec, TTL: cfg.TTL, Lifetime: cfg.Lifetime, Logger: o.logger, Events: events}
 	if err := concurrency(ctx, cfg, lh, mgr, o.logger); err != nil {
 		lh.Shutdown()
 		return nil, err
@@ -208,7 +208,7 @@ func Open(ctx context.Context, opts ...Option) (*Host, error) {
 		errs:    newErrorLog(o.logger),
 		handler: lh,
 		mgr:     mgr,
-		cookie:  session.CookieOptions{Name: cfg.CookieName, TTL: cfg.TTL, SameSite: cfg.SameSite, Secure: cfg.Secure},
+		cookie:  session.CookieOptions{Name: cfg.CookieName, TTL: cfg.TTL, SameSite: cfg.SameSite, Secure: cfg.Secure, BrowserSession: !cfg.Persist},
 		onError: o.onError,
 	}
 	if h.onError == nil {
@@ -235,6 +235,9 @@ func concurrency(ctx context.Context, cfg config.Config, lh *loader.Handler, mgr
 		log.Warn("the session handler has no record versions (protocol 1): with more than one host, concurrent requests on one session may overwrite each other's changes (the last commit wins); rebuild the handler against the current sdk with SaveIf",
 			"handler", cfg.Handler, "protocols", fmt.Sprint(info.Protocols))
 	}
+	if info.HasCapability(shared.CapabilityIndex) {
+		mgr.Indexer = lh
+	}
 	if cfg.Lock {
 		if !info.HasCapability(shared.CapabilityLock) {
 			return fmt.Errorf("TINA4_SESSION_LOCK=true, but session handler %s has no session lock (capability %q; it offers %v): use a handler that implements sdk.Locker (SessionFileHandler and SessionRedisHandler do) or unset TINA4_SESSION_LOCK",
@@ -243,6 +246,14 @@ func concurrency(ctx context.Context, cfg config.Config, lh *loader.Handler, mgr
 		mgr.Locker, mgr.LockWait, mgr.LockTTL = lh, cfg.LockWait, cfg.LockTTL
 	}
 	return nil
+}
+
+// DestroyAll ends every live session attached to userID with
+// Session.SetUser, on every host that shares the store (log out everywhere),
+// and returns how many it ended. With a handler without the "index"
+// capability it returns an error wrapping session.ErrNoIndex that names it.
+func (h *Host) DestroyAll(ctx context.Context, userID string) (int, error) {
+	return h.mgr.DestroyAll(ctx, userID)
 }
 
 // newCodec builds the token codec from TINA4_SECRET, or from a key file

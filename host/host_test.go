@@ -100,7 +100,8 @@ func app(t *testing.T, h *Host) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /none", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, FromRequest(r).GetString("user"))
+		user, _ := FromRequest(r).GetString("user")
+		io.WriteString(w, user)
 	})
 	mux.HandleFunc("POST /set", func(w http.ResponseWriter, r *http.Request) {
 		if err := FromRequest(r).Set("user", r.URL.Query().Get("v")); err != nil {

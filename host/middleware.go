@@ -1,8 +1,11 @@
 package host
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/tina4go/sessions/host/session"
 )
@@ -42,6 +45,19 @@ func (h *Host) Wrap(next http.Handler) http.Handler {
 		defer h.mgr.Release(s)
 		sw := &responseWriter{ResponseWriter: w, h: h, s: s, r: r}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+		if sw.hijacked && !sw.committed {
+			// The handler took the connection over: nothing more can be
+			// written on it. Save what changed; a cookie that had to
+			// change should have gone out with host.Commit before.
+			before := s.ID()
+			action, err := h.mgr.Commit(context.WithoutCancel(r.Context()), s)
+			if err != nil {
+				h.errs.Error("session save after hijack failed", "error", err, "path", r.URL.Path)
+			} else if needsNewCookie(before, s.ID(), action) && !sw.cookieSet {
+				h.log.Warn("session changed in a hijacked handler without host.Commit first; its cookie could not be sent", "path", r.URL.Path)
+			}
+			return
+		}
 		if !sw.committed {
 			sw.commit()
 			if !sw.failed {
@@ -54,10 +70,11 @@ func (h *Host) Wrap(next http.Handler) http.Handler {
 		}
 		// Changes made after the response started can still be saved, but
 		// the cookie has gone: a session that needs a new cookie is lost.
+		before := s.ID()
 		action, err := h.mgr.Commit(context.WithoutCancel(r.Context()), s)
 		if err != nil {
 			h.errs.Error("session save after response failed", "error", err, "path", r.URL.Path)
-		} else if action != session.CookieKeep {
+		} else if needsNewCookie(before, s.ID(), action) {
 			h.log.Warn("session changed after the response started; its cookie could not be updated", "path", r.URL.Path)
 		}
 	})
@@ -72,6 +89,19 @@ type responseWriter struct {
 	r         *http.Request
 	committed bool
 	failed    bool
+	varied    bool // Vary: Cookie added
+	hijacked  bool // the handler took the connection over
+	cookieSet bool // a session cookie is in the headers (host.Commit)
+}
+
+// Hijack lets the handler take the connection over (a WebSocket upgrade),
+// and notes it, so the middleware writes nothing on it afterwards.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, buf, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return conn, buf, err
 }
 
 func (w *responseWriter) commit() {
@@ -83,12 +113,33 @@ func (w *responseWriter) commit() {
 		w.h.onError(w.ResponseWriter, w.r, err)
 		return
 	}
-	w.Header().Add("Vary", "Cookie")
+	w.setCookie(action)
+}
+
+// setCookie puts the session cookie action asks for in the response's
+// headers (replacing one set by an earlier explicit Commit).
+func (w *responseWriter) setCookie(action session.CookieAction) {
+	if !w.varied {
+		w.Header().Add("Vary", "Cookie")
+		w.varied = true
+	}
 	if c := w.s.Cookie(action, w.h.cookie); c != nil {
+		h := w.Header()
+		kept := h.Values("Set-Cookie")[:0:0]
+		for _, v := range h.Values("Set-Cookie") {
+			if !strings.HasPrefix(v, c.Name+"=") {
+				kept = append(kept, v)
+			}
+		}
+		h.Del("Set-Cookie")
+		for _, v := range kept {
+			h.Add("Set-Cookie", v)
+		}
 		http.SetCookie(w.ResponseWriter, c)
-		if w.Header().Get("Cache-Control") == "" {
+		w.cookieSet = true
+		if h.Get("Cache-Control") == "" {
 			// Keep shared caches from storing a response that sets the session cookie.
-			w.Header().Set("Cache-Control", `no-cache="Set-Cookie"`)
+			h.Set("Cache-Control", `no-cache="Set-Cookie"`)
 		}
 	}
 }

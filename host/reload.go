@@ -43,6 +43,9 @@ func (h *Host) ReloadWith(ctx context.Context, cfg config.Config) error {
 		if h.mgr.Versioned != nil && !info.HasCapability(shared.CapabilityVersions) {
 			return fmt.Errorf("it has no record versions (capability %q), which the running handler has and this host relies on; restart the host to change to it", shared.CapabilityVersions)
 		}
+		if h.mgr.Indexer != nil && !info.HasCapability(shared.CapabilityIndex) {
+			return fmt.Errorf("it keeps no index of sessions by user (capability %q), which DestroyAll relies on; restart the host to change to it", shared.CapabilityIndex)
+		}
 		if h.mgr.Locker != nil && !info.HasCapability(shared.CapabilityLock) {
 			return fmt.Errorf("it has no session lock (capability %q) and TINA4_SESSION_LOCK is on", shared.CapabilityLock)
 		}

@@ -473,6 +473,26 @@ func (h *Handler) Unlock(ctx context.Context, id, token string) error {
 	})
 }
 
+// CloseAll destroys every live record of principal, an opaque principal
+// key (shared.ValidPrincipal), and returns how many it destroyed (protocol
+// 2, capability "index"). A handler without the capability gives
+// shared.ErrUnsupported.
+func (h *Handler) CloseAll(ctx context.Context, principal string) (int, error) {
+	if in, err := h.current(); err == nil && !in.info.HasCapability(shared.CapabilityIndex) {
+		return 0, fmt.Errorf("%s CloseAll: %w: it has no principal index (capability %q)", h.Name(), shared.ErrUnsupported, shared.CapabilityIndex)
+	}
+	var n int
+	err := h.call(ctx, "CloseAll", func(ctx context.Context, s shared.Store) (err error) {
+		ix, ok := s.(shared.Indexer)
+		if !ok {
+			return fmt.Errorf("%w: CloseAll", shared.ErrUnsupported)
+		}
+		n, err = ix.CloseAll(ctx, principal)
+		return err
+	})
+	return n, err
+}
+
 // Close destroys the record for id (the handler contract's Close; use
 // Shutdown to stop the plugin).
 func (h *Handler) Close(ctx context.Context, id string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -80,6 +81,7 @@ func TestAPluginThatStopsAnsweringIsRestarted(t *testing.T) {
 	pid := h.PID()
 	syscall.Kill(pid, syscall.SIGSTOP) // alive, answering nothing
 	defer syscall.Kill(pid, syscall.SIGCONT)
+	waitStopped(t, pid)
 	if _, err := h.Load(ctx, id); err == nil {
 		t.Fatal("a stopped plugin answered")
 	}
@@ -167,4 +169,22 @@ func TestASwapRefusedByItsCheckKeepsTheOldProcess(t *testing.T) {
 	if _, err := h.Load(context.Background(), testID('r')); !errors.Is(err, shared.ErrNotFound) {
 		t.Fatalf("the old process does not serve after a refused swap: %v", err)
 	}
+}
+
+// waitStopped waits until the process pid is in the stopped state (a
+// SIGSTOP is delivered asynchronously).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			// The state follows the command name in parentheses.
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
 }

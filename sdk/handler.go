@@ -16,7 +16,9 @@ import (
 
 // Record is what a handler stores for one session. Data is an opaque token
 // sealed by the host; store it byte for byte. Expires is when the store may
-// forget it; after that instant Load must report ErrNotFound.
+// forget it; after that instant Load must report ErrNotFound. Version is
+// for a VersionedHandler, Principal for an Indexer (a handler that is not
+// one never sees a Principal).
 type Record = shared.Record
 
 // ErrNotFound is what Load returns when no record exists for an id, or when
@@ -112,6 +114,58 @@ type Locker interface {
 	// Unlock releases the lock of id if token holds it, and otherwise does
 	// nothing; it returns nil in both cases.
 	Unlock(ctx context.Context, id, token string) error
+}
+
+// ValidPrincipal reports whether p has the principal key format: 1 to 128
+// characters of 0-9 a-f. Serve refuses every other principal, with an error
+// wrapping ErrInvalidID, before an Indexer sees it.
+func ValidPrincipal(p string) bool { return shared.ValidPrincipal(p) }
+
+// ErrInvalidPrincipal is what a call returns for a principal key that fails
+// ValidPrincipal; such an error also matches ErrInvalidID.
+var ErrInvalidPrincipal = shared.ErrInvalidPrincipal
+
+// Indexer is an optional interface (protocol 2, capability "index"). It
+// backs the host's "log out everywhere": an app attaches a user to a
+// session, and ending every session of that user ends them on every host
+// that shares the store.
+//
+// The store never sees the user: for a session that has one, the host sets
+// Record.Principal on every Save and SaveIf to an opaque principal key (the
+// hex of a keyed hash of the user id; 1 to 128 characters of 0-9 a-f, which
+// needs no escaping in a key or a file name). What an Indexer must do:
+//
+//   - Save and SaveIf store r.Principal with the record (where Load does not
+//     have to read it: a field of the value's header, a column) and add id
+//     to an index of r.Principal (a Redis set, a file, a table). A write
+//     with another principal, or with "" (none), replaces the record's
+//     principal; the old principal's index may keep listing id, since
+//     CloseAll checks the record before it deletes it. An index entry for
+//     a write that then did not happen (a SaveIf conflict, a failure) is
+//     harmless for the same reason, so write the index entry before the
+//     record: a live record of a principal must never be missing from its
+//     index.
+//   - CloseAll(ctx, principal) deletes every record listed in principal's
+//     index whose current principal is principal, checking and deleting
+//     each as one atomic step against other processes (as SaveIf writes),
+//     and returns how many live (unexpired) records it deleted. A record
+//     written since with another principal or none stays; an unknown
+//     principal is 0, nil. After CloseAll the records are gone as after
+//     Close: a SaveIf with their old version is a conflict with
+//     Found=false.
+//   - CloseAll drops an index entry only with the record it deleted (and
+//     not if a save has added the id again since), or once the entry's
+//     own expiry has passed. An entry whose record is missing or another
+//     principal's stays: it may belong to a save that has written the
+//     entry but not yet the record.
+//   - Close deletes the record; its index entry may stay until CloseAll or
+//     a sweep finds it dead.
+//   - An index never outlives the records it lists: expire it at the
+//     latest expiry of the records added to it (or sweep it then). It
+//     holds ids only, never session data.
+type Indexer interface {
+	Handler
+	CloseAll(ctx context.Context, principal string) (int, error)
 }
 
 // Stopper is an optional interface. Serve calls Stop once, so the handler

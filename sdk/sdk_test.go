@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tina4go/sessions/shared"
 )
 
 type spy struct{ calls int }
@@ -71,4 +73,80 @@ func TestLoggerWritesHclogShapedJSON(t *testing.T) {
 	if m["@level"] != "warn" || m["@message"] != "disk nearly full" || m["@timestamp"] == nil || m["free_mb"] != 12.0 {
 		t.Fatalf("want @level=warn @message @timestamp free_mb, got %v", m)
 	}
+}
+
+// indexSpy is an Indexer that records what reaches it.
+type indexSpy struct {
+	spy
+	principals []string
+	closeAll   []string
+}
+
+func (s *indexSpy) Save(_ context.Context, _ string, r Record) error {
+	s.principals = append(s.principals, r.Principal)
+	return nil
+}
+
+func (s *indexSpy) CloseAll(_ context.Context, p string) (int, error) {
+	s.closeAll = append(s.closeAll, p)
+	return 3, nil
+}
+
+func TestStoreChecksPrincipalsAndOffersTheIndex(t *testing.T) {
+	ctx := context.Background()
+	id := strings.Repeat("a", 43)
+	p := strings.Repeat("0f", 32)
+	ix := &indexSpy{}
+	st := NewStore("Ix", "1", ix)
+	info, _ := st.Info(ctx)
+	if !info.HasCapability(shared.CapabilityIndex) {
+		t.Fatalf("an Indexer should report capability index: %+v", info.Capabilities)
+	}
+	for _, bad := range []string{"ABCD", strings.Repeat("a", 129), "../x", "a b"} {
+		if err := st.Save(ctx, id, Record{Principal: bad}); !errors.Is(err, ErrInvalidPrincipal) || !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Save with principal %q: want ErrInvalidPrincipal, got %v", bad, err)
+		}
+		if _, err := st.(shared.Indexer).CloseAll(ctx, bad); !errors.Is(err, ErrInvalidPrincipal) {
+			t.Errorf("CloseAll(%q): want ErrInvalidPrincipal, got %v", bad, err)
+		}
+	}
+	if _, err := st.(shared.Indexer).CloseAll(ctx, ""); !errors.Is(err, ErrInvalidPrincipal) {
+		t.Errorf("CloseAll of no principal: want ErrInvalidPrincipal, got %v", err)
+	}
+	if len(ix.principals) != 0 || len(ix.closeAll) != 0 {
+		t.Fatalf("invalid principals reached the handler: %q %q", ix.principals, ix.closeAll)
+	}
+	st.Save(ctx, id, Record{Principal: p})
+	st.Save(ctx, id, Record{})
+	if n, err := st.(shared.Indexer).CloseAll(ctx, p); n != 3 || err != nil {
+		t.Fatalf("CloseAll: %d, %v", n, err)
+	}
+	if strings.Join(ix.principals, ",") != p+"," || len(ix.closeAll) != 1 || ix.closeAll[0] != p {
+		t.Fatalf("the handler got principals %q and CloseAll %q", ix.principals, ix.closeAll)
+	}
+
+	// A handler without the index never sees a principal, and CloseAll is
+	// unsupported.
+	plain := &principalBlind{}
+	st = NewStore("Plain", "1", plain)
+	if info, _ := st.Info(ctx); info.HasCapability(shared.CapabilityIndex) {
+		t.Fatalf("a plain handler reports capability index")
+	}
+	if err := st.Save(ctx, id, Record{Principal: p}); err != nil || plain.got != "" || plain.calls != 1 {
+		t.Fatalf("Save with a principal to a plain handler: %v; it saw principal %q", err, plain.got)
+	}
+	if _, err := st.(shared.Indexer).CloseAll(ctx, p); !errors.Is(err, shared.ErrUnsupported) {
+		t.Fatalf("CloseAll of a plain handler: want ErrUnsupported, got %v", err)
+	}
+}
+
+type principalBlind struct {
+	spy
+	got string
+}
+
+func (s *principalBlind) Save(_ context.Context, _ string, r Record) error {
+	s.calls++
+	s.got = r.Principal
+	return nil
 }

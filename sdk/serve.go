@@ -134,6 +134,9 @@ func capabilities(h Handler) []string {
 	if _, ok := h.(Locker); ok {
 		caps = append(caps, shared.CapabilityLock)
 	}
+	if _, ok := h.(Indexer); ok {
+		caps = append(caps, shared.CapabilityIndex)
+	}
 	return caps
 }
 
@@ -175,7 +178,38 @@ func (s *server) Save(ctx context.Context, id string, r Record) error {
 	if len(r.Data) > MaxRecordSize {
 		return fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(r.Data))
 	}
+	if err := s.principal(&r); err != nil {
+		return err
+	}
 	return s.cfg.Handler.Save(ctx, id, r)
+}
+
+// principal checks r's principal, and drops it for a handler that is not an
+// Indexer (as a handler reached over gRPC without the capability ignores
+// the field).
+func (s *server) principal(r *Record) error {
+	if r.Principal == "" {
+		return nil
+	}
+	if !shared.ValidPrincipal(r.Principal) {
+		return shared.PrincipalError(r.Principal)
+	}
+	if _, ok := s.cfg.Handler.(Indexer); !ok {
+		r.Principal = ""
+	}
+	return nil
+}
+
+func (s *server) CloseAll(ctx context.Context, principal string) (int, error) {
+	ix, ok := s.cfg.Handler.(Indexer)
+	if !ok {
+		return 0, fmt.Errorf("%w: %s has no principal index (capability %q)", shared.ErrUnsupported, s.cfg.Name, shared.CapabilityIndex)
+	}
+	if !shared.ValidPrincipal(principal) {
+		return 0, shared.PrincipalError(principal)
+	}
+	n, err := ix.CloseAll(ctx, principal)
+	return max(n, 0), err
 }
 
 func (s *server) SaveIf(ctx context.Context, id string, r Record, expect uint64) (uint64, error) {
@@ -188,6 +222,9 @@ func (s *server) SaveIf(ctx context.Context, id string, r Record, expect uint64)
 	}
 	if len(r.Data) > MaxRecordSize {
 		return 0, fmt.Errorf("%w: a record of %d bytes", ErrTooLarge, len(r.Data))
+	}
+	if err := s.principal(&r); err != nil {
+		return 0, err
 	}
 	r.Version = 0
 	ver, err := v.SaveIf(ctx, id, r, expect)

@@ -8,23 +8,25 @@ import (
 	"io"
 )
 
-// The fast transport carries Load, Save and Close between the host and a Go
+// The fast transport carries every call but Info and Health between the host and a Go
 // handler over a private Unix socket, after go-plugin has launched the
 // handler and the two have met over gRPC with mutual TLS. Info reports the
 // socket (Info.FastAddr) and a per-launch secret (Info.FastSecret); the host
 // opens connections to that socket and presents the secret in a hello frame
 // before anything else. A connection then carries length-prefixed frames:
 //
-//	offset size  request                  response
-//	0      4     body length (id + data)  body length
-//	4      4     tag                      the request's tag
-//	8      1     op                       the request's op
-//	9      1     0                        status (fastOK, fastNotFound, ...)
-//	10     1     id length                0
-//	11     5     0                        0
-//	16     8     deadline, Unix ns (0: none)  0
-//	24     8     Save: expiry, Unix ms    Load: expiry, Unix ms
-//	32     ...   id, then Save's data     Load's data, or an error message
+//	offset size  request                       response
+//	0      4     body length (id + data)       body length
+//	4      4     tag                           the request's tag
+//	8      1     op                            the request's op
+//	9      1     0                             status (fastOK, fastNotFound, ...)
+//	10     1     id length                     0
+//	11     1     principal length (saveP and   0
+//	             saveIfP; 0 for other ops)
+//	12     4     0                             0
+//	16     8     deadline, Unix ns (0: none)   0
+//	24     8     Save: expiry, Unix ms         Load: expiry, Unix ms
+//	32     ...   id, then Save's data          Load's data, or an error message
 //
 // Protocol 2 adds four ops, used only with a handler that reports the
 // capability they need, so a host never sends them to an older handler:
@@ -37,6 +39,19 @@ import (
 //
 // saveIf answers a conflict with status fastConflict and the body found (1),
 // version (8), data, the stored record's expiry at offset 24.
+//
+// Capability "index" adds three more, sent only to a handler that reports
+// it (an older one answers fastBadRequest, "unknown op", which the client
+// reports as ErrUnsupported; a newer one without the capability drops the
+// principal, or answers closeAll with fastUnsupported). saveP and saveIfP
+// are save and saveIf of a record with a principal; the principal's length
+// is byte 11 of the header and the principal follows the id. A record
+// without a principal still goes as save or saveIf:
+//
+//	op        request body                               response body (status OK)
+//	saveP     id, principal, data                        empty
+//	saveIfP   id, principal, expected version (8), data  as saveIf's
+//	closeAll  principal (in the id's place)              records destroyed (8)
 //
 // Integers are little-endian. The host sends one request at a time on a
 // connection and keeps a pool of connections, so a slow call never delays
@@ -84,6 +99,9 @@ const (
 	fastSaveIf
 	fastLock
 	fastUnlock
+	fastSaveP
+	fastSaveIfP
+	fastCloseAll
 )
 
 // Statuses.
@@ -107,6 +125,7 @@ type fastHeader struct {
 	op       byte
 	status   byte
 	idLen    byte
+	pLen     byte  // principal length (saveP, saveIfP)
 	deadline int64 // Unix ns, 0 for none
 	expires  int64 // Unix ms
 }
@@ -115,8 +134,8 @@ func (h *fastHeader) put(b []byte) {
 	_ = b[fastHeaderLen-1]
 	binary.LittleEndian.PutUint32(b[0:], h.bodyLen)
 	binary.LittleEndian.PutUint32(b[4:], h.tag)
-	b[8], b[9], b[10] = h.op, h.status, h.idLen
-	clear(b[11:16])
+	b[8], b[9], b[10], b[11] = h.op, h.status, h.idLen, h.pLen
+	clear(b[12:16])
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.deadline))
 	binary.LittleEndian.PutUint64(b[24:], uint64(h.expires))
 }
@@ -125,14 +144,14 @@ func (h *fastHeader) parse(b []byte) error {
 	_ = b[fastHeaderLen-1]
 	h.bodyLen = binary.LittleEndian.Uint32(b[0:])
 	h.tag = binary.LittleEndian.Uint32(b[4:])
-	h.op, h.status, h.idLen = b[8], b[9], b[10]
+	h.op, h.status, h.idLen, h.pLen = b[8], b[9], b[10], b[11]
 	h.deadline = int64(binary.LittleEndian.Uint64(b[16:]))
 	h.expires = int64(binary.LittleEndian.Uint64(b[24:]))
 	if h.bodyLen > fastMaxBody {
 		return fmt.Errorf("%w: a frame of %d bytes", ErrTooLarge, h.bodyLen)
 	}
-	if uint32(h.idLen) > h.bodyLen {
-		return fmt.Errorf("malformed frame: id length %d in a body of %d bytes", h.idLen, h.bodyLen)
+	if uint32(h.idLen)+uint32(h.pLen) > h.bodyLen {
+		return fmt.Errorf("malformed frame: id length %d and principal length %d in a body of %d bytes", h.idLen, h.pLen, h.bodyLen)
 	}
 	return nil
 }
@@ -187,6 +206,10 @@ func fastError(status byte, msg string) error {
 		return &RemoteError{Msg: msg}
 	case fastUnsupported:
 		return fmt.Errorf("%w: %s", ErrUnsupported, msg)
+	case fastBadRequest:
+		// A handler that does not know the op (an older one) or could not
+		// read the request: it did nothing, and the process is fine.
+		return fmt.Errorf("%w: the handler refused the request: %s", ErrUnsupported, msg)
 	default:
 		return fmt.Errorf("%w: the handler answered with unknown status %d (%s)", ErrTransport, status, msg)
 	}

@@ -129,10 +129,20 @@ func (c *FastClient) Load(ctx context.Context, id string) (Record, error) {
 	return Record{Data: body, Expires: time.UnixMilli(resp.expires)}, nil
 }
 
-// Save stores rec under id.
+// Save stores rec under id. A record with a Principal goes as saveP, which
+// only a handler with capability "index" knows.
 func (c *FastClient) Save(ctx context.Context, id string, rec Record) error {
 	if len(rec.Data) > c.maxRecord {
 		return fmt.Errorf("%w: a record of %d bytes, over the limit of %d", ErrTooLarge, len(rec.Data), c.maxRecord)
+	}
+	if rec.Principal != "" {
+		if len(rec.Principal) > MaxPrincipal {
+			return PrincipalError(rec.Principal)
+		}
+		data := make([]byte, 0, len(rec.Principal)+len(rec.Data))
+		data = append(append(data, rec.Principal...), rec.Data...)
+		_, _, err := c.callP(ctx, fastSaveP, id, byte(len(rec.Principal)), data, rec.Expires.UnixMilli())
+		return err
 	}
 	_, _, err := c.call(ctx, fastSave, id, rec.Data, rec.Expires.UnixMilli())
 	return err
@@ -155,9 +165,17 @@ func (c *FastClient) SaveIf(ctx context.Context, id string, rec Record, expect u
 	if len(rec.Data) > c.maxRecord {
 		return 0, fmt.Errorf("%w: a record of %d bytes, over the limit of %d", ErrTooLarge, len(rec.Data), c.maxRecord)
 	}
-	data := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(rec.Data)), expect)
+	if len(rec.Principal) > MaxPrincipal {
+		return 0, PrincipalError(rec.Principal)
+	}
+	op := fastSaveIf
+	if rec.Principal != "" {
+		op = fastSaveIfP
+	}
+	data := make([]byte, 0, len(rec.Principal)+8+len(rec.Data))
+	data = binary.LittleEndian.AppendUint64(append(data, rec.Principal...), expect)
 	data = append(data, rec.Data...)
-	_, body, err := c.call(ctx, fastSaveIf, id, data, rec.Expires.UnixMilli())
+	_, body, err := c.callP(ctx, op, id, byte(len(rec.Principal)), data, rec.Expires.UnixMilli())
 	if err != nil {
 		return 0, err
 	}
@@ -185,6 +203,22 @@ func (c *FastClient) Unlock(ctx context.Context, id, token string) error {
 	return err
 }
 
+// CloseAll destroys every live record of principal (protocol 2,
+// capability "index").
+func (c *FastClient) CloseAll(ctx context.Context, principal string) (int, error) {
+	if len(principal) > MaxPrincipal {
+		return 0, PrincipalError(principal)
+	}
+	_, body, err := c.call(ctx, fastCloseAll, principal, nil, 0)
+	if err != nil {
+		return 0, err
+	}
+	if len(body) < 8 {
+		return 0, fmt.Errorf("%w: CloseAll answered without a count", ErrTransport)
+	}
+	return int(binary.LittleEndian.Uint64(body)), nil
+}
+
 // Close destroys the record for id (Shutdown releases the client).
 func (c *FastClient) Close(ctx context.Context, id string) error {
 	_, _, err := c.call(ctx, fastClose, id, nil, 0)
@@ -193,6 +227,12 @@ func (c *FastClient) Close(ctx context.Context, id string) error {
 
 // call sends one request and reads its response on a pooled connection.
 func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, expires int64) (fastHeader, []byte, error) {
+	return c.callP(ctx, op, id, 0, data, expires)
+}
+
+// callP is call for a request whose data starts with a principal of pLen
+// bytes (saveP, saveIfP).
+func (c *FastClient) callP(ctx context.Context, op byte, id string, pLen byte, data []byte, expires int64) (fastHeader, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return fastHeader{}, nil, err
 	}
@@ -214,7 +254,7 @@ func (c *FastClient) call(ctx context.Context, op byte, id string, data []byte, 
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, fc.interrupt)
 	}
-	req := fastHeader{op: op, expires: expires}
+	req := fastHeader{op: op, pLen: pLen, expires: expires}
 	if !deadline.IsZero() {
 		req.deadline = deadline.UnixNano()
 	}

@@ -17,7 +17,7 @@ import (
 // secret before the server drops it.
 const fastHelloTimeout = 10 * time.Second
 
-// ServeFast serves impl's Load, Save and Close on the fast-transport
+// ServeFast serves impl's calls (all but Info and Health) on the fast-transport
 // connections l accepts, until l is closed (then it returns nil). A
 // connection whose first frame is not a hello carrying secret is closed
 // without an answer. Every call's context carries the host's deadline and
@@ -129,6 +129,12 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 		defer cancel()
 	}
 	id := string(body[:h.idLen])
+	rest := body[h.idLen:]
+	var principal string
+	if h.op == fastSaveP || h.op == fastSaveIfP {
+		// parse made sure the principal fits in the body.
+		principal, rest = string(rest[:h.pLen]), rest[h.pLen:]
+	}
 	resp := fastHeader{tag: h.tag, op: h.op}
 	var data []byte
 	var err error
@@ -141,8 +147,12 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 				err = fmt.Errorf("%w: the handler loaded %d bytes", ErrTooLarge, len(data))
 			}
 		}
-	case fastSave:
-		err = sc.impl.Save(ctx, id, Record{Data: body[h.idLen:], Expires: time.UnixMilli(h.expires)})
+	case fastSave, fastSaveP:
+		if h.op == fastSaveP && principal == "" {
+			resp.status, data = fastBadRequest, []byte("saveP without a principal")
+			break
+		}
+		err = sc.impl.Save(ctx, id, Record{Data: rest, Expires: time.UnixMilli(h.expires), Principal: principal})
 	case fastClose:
 		err = sc.impl.Close(ctx, id)
 	case fastLoadV:
@@ -156,17 +166,18 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 				data = append(data, rec.Data...)
 			}
 		}
-	case fastSaveIf:
+	case fastSaveIf, fastSaveIfP:
 		v, ok := sc.impl.(Versioned)
-		rest := body[h.idLen:]
 		switch {
 		case !ok:
 			err = fmt.Errorf("%w: SaveIf (capability %q)", ErrUnsupported, CapabilityVersions)
 		case len(rest) < 8:
 			resp.status, data = fastBadRequest, []byte("saveIf without a version")
+		case h.op == fastSaveIfP && principal == "":
+			resp.status, data = fastBadRequest, []byte("saveIfP without a principal")
 		default:
 			var ver uint64
-			ver, err = v.SaveIf(ctx, id, Record{Data: rest[8:], Expires: time.UnixMilli(h.expires)}, binary.LittleEndian.Uint64(rest))
+			ver, err = v.SaveIf(ctx, id, Record{Data: rest[8:], Expires: time.UnixMilli(h.expires), Principal: principal}, binary.LittleEndian.Uint64(rest))
 			var ce *ConflictError
 			if errors.As(err, &ce) {
 				err, resp.status = nil, fastConflict
@@ -197,6 +208,16 @@ func (sc *fastServerConn) handle(ctx context.Context, h fastHeader, body []byte)
 			}
 		default:
 			err = l.Unlock(ctx, id, token)
+		}
+	case fastCloseAll:
+		ix, ok := sc.impl.(Indexer)
+		if !ok {
+			err = fmt.Errorf("%w: CloseAll (capability %q)", ErrUnsupported, CapabilityIndex)
+			break
+		}
+		var n int
+		if n, err = ix.CloseAll(ctx, id); err == nil {
+			data = binary.LittleEndian.AppendUint64(nil, uint64(max(n, 0)))
 		}
 	default:
 		resp.status, data = fastBadRequest, []byte(fmt.Sprintf("unknown op %d", h.op))

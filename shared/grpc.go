@@ -88,7 +88,7 @@ func (c *GRPCClient) Load(ctx context.Context, id string) (Record, error) {
 
 // SaveIf stores rec under id if the stored version is expect (protocol 2).
 func (c *GRPCClient) SaveIf(ctx context.Context, id string, rec Record, expect uint64) (uint64, error) {
-	r, err := c.client.SaveIf(ctx, &proto.SaveIfRequest{Id: id, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli(), IfVersion: expect})
+	r, err := c.client.SaveIf(ctx, &proto.SaveIfRequest{Id: id, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli(), IfVersion: expect, Principal: rec.Principal})
 	if err != nil {
 		return 0, fromStatus(err)
 	}
@@ -117,9 +117,18 @@ func (c *GRPCClient) Unlock(ctx context.Context, id, token string) error {
 	return fromStatus(err)
 }
 
+// CloseAll destroys every live record of principal (protocol 2).
+func (c *GRPCClient) CloseAll(ctx context.Context, principal string) (int, error) {
+	r, err := c.client.CloseAll(ctx, &proto.CloseAllRequest{Principal: principal})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	return int(r.Closed), nil
+}
+
 // Save stores rec under id.
 func (c *GRPCClient) Save(ctx context.Context, id string, rec Record) error {
-	_, err := c.client.Save(ctx, &proto.SaveRequest{Id: id, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli()})
+	_, err := c.client.Save(ctx, &proto.SaveRequest{Id: id, Data: rec.Data, ExpiresUnixMs: rec.Expires.UnixMilli(), Principal: rec.Principal})
 	return fromStatus(err)
 }
 
@@ -170,7 +179,7 @@ func (s *grpcServer) SaveIf(ctx context.Context, req *proto.SaveIfRequest) (*pro
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this handler has no record versions (capability \"versions\")")
 	}
-	ver, err := v.SaveIf(ctx, req.Id, Record{Data: req.Data, Expires: time.UnixMilli(req.ExpiresUnixMs)}, req.IfVersion)
+	ver, err := v.SaveIf(ctx, req.Id, Record{Data: req.Data, Expires: time.UnixMilli(req.ExpiresUnixMs), Principal: req.Principal}, req.IfVersion)
 	var ce *ConflictError
 	if errors.As(err, &ce) {
 		r := &proto.SaveIfResponse{Found: ce.Found}
@@ -208,8 +217,20 @@ func (s *grpcServer) Unlock(ctx context.Context, req *proto.UnlockRequest) (*pro
 	return &proto.UnlockResponse{}, nil
 }
 
+func (s *grpcServer) CloseAll(ctx context.Context, req *proto.CloseAllRequest) (*proto.CloseAllResponse, error) {
+	ix, ok := s.impl.(Indexer)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this handler has no principal index (capability \"index\")")
+	}
+	n, err := ix.CloseAll(ctx, req.Principal)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &proto.CloseAllResponse{Closed: int64(n)}, nil
+}
+
 func (s *grpcServer) Save(ctx context.Context, req *proto.SaveRequest) (*proto.SaveResponse, error) {
-	if err := s.impl.Save(ctx, req.Id, Record{Data: req.Data, Expires: time.UnixMilli(req.ExpiresUnixMs)}); err != nil {
+	if err := s.impl.Save(ctx, req.Id, Record{Data: req.Data, Expires: time.UnixMilli(req.ExpiresUnixMs), Principal: req.Principal}); err != nil {
 		return nil, toStatus(err)
 	}
 	return &proto.SaveResponse{}, nil

@@ -8,14 +8,16 @@ package shared
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 )
 
 // ProtocolVersion is the newest wire protocol this module speaks. Protocol 2
-// added record versions with SaveIf (capability "versions") and session
-// locks (capability "lock"); a host drives protocol-1 handlers as before.
+// added record versions with SaveIf (capability "versions"), session locks
+// (capability "lock") and the per-principal index behind CloseAll
+// (capability "index"); a host drives protocol-1 handlers as before.
 const ProtocolVersion = 2
 
 // Protocols are the protocol versions this module speaks, newest first.
@@ -47,6 +49,11 @@ const (
 	// CapabilityLock means Lock and Unlock keep a per-session lock with an
 	// expiry in the store, shared by every host that uses it (protocol 2).
 	CapabilityLock = "lock"
+	// CapabilityIndex means Save and SaveIf index a record under its
+	// Principal and CloseAll destroys every live record of a principal,
+	// across every host that uses the store (protocol 2). A host sets
+	// Record.Principal only for a handler with it.
+	CapabilityIndex = "index"
 )
 
 // HasCapability reports whether info lists capability c.
@@ -91,10 +98,17 @@ var ErrInvalidID = errors.New("invalid session id")
 // token and the moment it expires. Version identifies one write of it: a
 // handler with the "versions" capability gives every write of an id a
 // version that id has not had before (never 0); others leave it 0.
+//
+// Principal is the opaque key of the principal (the user) the session
+// belongs to, "" for none: Save and SaveIf carry it to a handler with the
+// "index" capability, which indexes the record under it for CloseAll (see
+// Indexer). It is a keyed hash the host makes of the user id (ValidPrincipal
+// format), never the id itself. Load does not report it.
 type Record struct {
-	Data    []byte
-	Expires time.Time
-	Version uint64
+	Data      []byte
+	Expires   time.Time
+	Version   uint64
+	Principal string
 }
 
 // Info is what a handler reports about itself.
@@ -141,6 +155,47 @@ type Locker interface {
 	// Unlock releases the lock of id if token holds it; otherwise it does
 	// nothing and returns nil.
 	Unlock(ctx context.Context, id, token string) error
+}
+
+// Indexer is the Store side of capability "index".
+type Indexer interface {
+	// CloseAll destroys every live record whose current principal (the
+	// Principal of its latest Save or SaveIf) is principal, and returns
+	// how many live records it destroyed. A record saved since with
+	// another principal, or with none, stays. It drops from principal's
+	// index what it no longer needs (sdk.Indexer says what exactly).
+	CloseAll(ctx context.Context, principal string) (int, error)
+}
+
+// MaxPrincipal is the longest principal key the protocol carries.
+const MaxPrincipal = 128
+
+// ErrInvalidPrincipal is returned for a principal key that is not of the
+// ValidPrincipal format. An error that wraps it also wraps ErrInvalidID, and
+// over the wire it arrives as ErrInvalidID.
+var ErrInvalidPrincipal = errors.New("invalid principal key")
+
+// ValidPrincipal reports whether p has the principal key format: 1 to
+// MaxPrincipal characters of 0-9 a-f (the host sends 64, the hex of an
+// HMAC-SHA256). Such a key needs no escaping in a key, and cannot name a
+// path.
+func ValidPrincipal(p string) bool {
+	if len(p) == 0 || len(p) > MaxPrincipal {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// PrincipalError is the error for a principal key p that is not valid: it
+// wraps ErrInvalidPrincipal and ErrInvalidID, and says what the format is
+// without repeating p.
+func PrincipalError(p string) error {
+	return fmt.Errorf("%w (%w): want 1 to %d characters of 0-9 a-f, got %d bytes", ErrInvalidPrincipal, ErrInvalidID, MaxPrincipal, len(p))
 }
 
 // MaxLockToken is the longest lock token the protocol carries.

@@ -9,17 +9,21 @@ import (
 )
 
 // MemoryStore keeps session records in a map. It implements sdk.Handler,
-// and the two optional protocol-2 interfaces: sdk.VersionedHandler (SaveIf)
-// and sdk.Locker (Lock, Unlock).
+// and the three optional protocol-2 interfaces: sdk.VersionedHandler
+// (SaveIf), sdk.Locker (Lock, Unlock) and sdk.Indexer (CloseAll).
 //
-// One mutex guards everything, which makes each SaveIf and Lock one atomic
-// step. That is enough here because the whole store lives in this one
+// One mutex guards everything, which makes each SaveIf, Lock and CloseAll
+// one atomic step. That is enough here because the whole store lives in this one
 // process; a store that other processes share needs the atomic step in the
 // store itself (see docs/writing-a-handler.md).
 type MemoryStore struct {
 	mu      sync.RWMutex
 	records map[string]sdk.Record
 	locks   map[string]memoryLock
+	// index lists, per principal key, the ids saved with it. A record
+	// keeps its own principal (Record.Principal); CloseAll trusts that,
+	// not the index, which may still list ids saved since under another.
+	index   map[string]map[string]struct{}
 	version uint64 // the version given to the latest write
 	now     func() time.Time
 }
@@ -33,6 +37,7 @@ type memoryLock struct {
 var (
 	_ sdk.VersionedHandler = (*MemoryStore)(nil)
 	_ sdk.Locker           = (*MemoryStore)(nil)
+	_ sdk.Indexer          = (*MemoryStore)(nil)
 )
 
 // NewMemoryStore returns an empty store.
@@ -40,6 +45,7 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		records: make(map[string]sdk.Record),
 		locks:   make(map[string]memoryLock),
+		index:   make(map[string]map[string]struct{}),
 		now:     time.Now,
 	}
 }
@@ -93,10 +99,11 @@ func (m *MemoryStore) SaveIf(ctx context.Context, id string, r sdk.Record, expec
 	return m.put(id, r), nil
 }
 
-// put stores r under id with the next version and returns that
-// version. The caller holds m.mu. Every 64th record stored, it also forgets
-// expired records and locks, so memory does not grow with abandoned
-// sessions.
+// put stores r under id with the next version, lists id in the index of
+// r.Principal (if any), and returns that version. The caller holds m.mu.
+// Every 64th record stored, it also forgets expired records and locks, and
+// index entries of records that are gone or have another principal now, so
+// memory does not grow with abandoned sessions.
 //
 // A counter is a fine version here: the store never restarts with its
 // records, so an id never meets a version it had before. A persistent store
@@ -115,11 +122,53 @@ func (m *MemoryStore) put(id string, r sdk.Record) uint64 {
 				delete(m.locks, k)
 			}
 		}
+		for p, ids := range m.index {
+			for id := range ids {
+				if m.records[id].Principal != p { // gone, or another's now
+					delete(ids, id)
+				}
+			}
+			if len(ids) == 0 {
+				delete(m.index, p)
+			}
+		}
 	}
 	m.version++
 	r.Version = m.version
 	m.records[id] = r
+	if r.Principal != "" {
+		if m.index[r.Principal] == nil {
+			m.index[r.Principal] = make(map[string]struct{})
+		}
+		m.index[r.Principal][id] = struct{}{}
+	}
 	return r.Version
+}
+
+// CloseAll forgets every record whose principal is principal (the hex key
+// the host sends for a user; sdk.Serve has checked its format) and the
+// index of principal, and returns how many of them were live. Records
+// saved since under another principal, or none, stay.
+func (m *MemoryStore) CloseAll(ctx context.Context, principal string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id := range m.index[principal] {
+		rec, ok := m.records[id]
+		if !ok || rec.Principal != principal {
+			continue // closed, or saved since under another principal
+		}
+		if now.Before(rec.Expires) {
+			n++
+		}
+		delete(m.records, id)
+	}
+	delete(m.index, principal)
+	return n, nil
 }
 
 // Close forgets id; an unknown id is not an error. The session's lock, if

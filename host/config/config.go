@@ -12,6 +12,8 @@
 //	TINA4_SESSION_FOLDER         ./sessions                directory the file handler stores sessions in
 //	TINA4_SESSION                tina4_session             session cookie name (must be a valid cookie name)
 //	TINA4_SESSION_TTL            30m                       session lifetime: a Go duration (90s, 30m, 2h) or whole seconds (1800); > 0
+//	TINA4_SESSION_LIFETIME       0 (off)                   absolute session lifetime since creation, however active (duration or seconds); 0 = none, else >= TINA4_SESSION_TTL
+//	TINA4_SESSION_PERSIST        true                      persistent cookies (Max-Age); false: browser-session cookies; a session's RememberMe overrides it
 //	TINA4_SESSION_SAMESITE       Lax                       cookie SameSite: Lax, Strict or None (any case); browsers drop None cookies unless Secure
 //	TINA4_SESSION_SECURE         false                     cookie Secure flag: true/false, 1/0, yes/no (any case)
 //	TINA4_SECRET                 (unset)                   secret the session keys derive from; set it (32+ random characters) on every server of a cluster
@@ -60,6 +62,8 @@ const (
 	envSessionFolder = "TINA4_SESSION_FOLDER"
 	envCookieName    = "TINA4_SESSION"
 	envTTL           = "TINA4_SESSION_TTL"
+	envLifetime      = "TINA4_SESSION_LIFETIME"
+	envPersist       = "TINA4_SESSION_PERSIST"
 	envSameSite      = "TINA4_SESSION_SAMESITE"
 	envSecure        = "TINA4_SESSION_SECURE"
 	envSecret        = "TINA4_SECRET"
@@ -90,6 +94,8 @@ type Config struct {
 	SessionFolder string        // TINA4_SESSION_FOLDER, default "./sessions"
 	CookieName    string        // TINA4_SESSION, default "tina4_session"
 	TTL           time.Duration // TINA4_SESSION_TTL, default 30m
+	Lifetime      time.Duration // TINA4_SESSION_LIFETIME, default 0 (no absolute lifetime); else >= TTL
+	Persist       bool          // TINA4_SESSION_PERSIST, default true (persistent cookies)
 	SameSite      http.SameSite // TINA4_SESSION_SAMESITE: Lax (default), Strict or None
 	Secure        bool          // TINA4_SESSION_SECURE, default false
 	Secret        string        // TINA4_SECRET, default "" (the host then uses SecretFile)
@@ -143,7 +149,8 @@ type Options struct {
 // A missing .env is not an error. Load returns an error, naming the variable,
 // its value, where it came from and what is accepted, for: a .env that cannot
 // be read or parsed; a TTL or timeout that is not a positive duration or whole
-// number of seconds; a SameSite other than Lax, Strict or None; a Secure that
+// number of seconds; a TINA4_SESSION_LIFETIME other than 0 that is shorter
+// than TINA4_SESSION_TTL; a SameSite other than Lax, Strict or None; a Secure that
 // is not a boolean; a log level other than debug, info, warn or error; an
 // invalid cookie name. When several settings are wrong, the error lists all
 // of them. Values are never checked against the file system or network here:
@@ -175,6 +182,12 @@ func Load(opts Options) (Config, error) {
 	}
 	var errs []error
 	c.TTL = parse(&src, &errs, envTTL, 30*time.Minute, parseDuration)
+	c.Lifetime = parse(&src, &errs, envLifetime, 0, parseLifetime)
+	if c.Lifetime > 0 && c.Lifetime < c.TTL {
+		errs = append(errs, fmt.Errorf("config: %s=%s is shorter than %s=%s: the absolute lifetime must be at least the idle lifetime; raise %s, lower %s, or set %s=0 to turn it off",
+			envLifetime, c.Lifetime, envTTL, c.TTL, envLifetime, envTTL, envLifetime))
+	}
+	c.Persist = parse(&src, &errs, envPersist, true, parseBool)
 	c.PluginTimeout = parse(&src, &errs, envPluginTimeout, 5*time.Second, parseDuration)
 	c.StartTimeout = parse(&src, &errs, envStartTimeout, 10*time.Second, parseDuration)
 	c.SameSite = parse(&src, &errs, envSameSite, http.SameSiteLaxMode, parseSameSite)
@@ -201,6 +214,22 @@ func Load(opts Options) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// parseLifetime is parseDuration, or 0 ("0", "0s") for no absolute
+// lifetime.
+func parseLifetime(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil && d == 0 {
+		return 0, nil
+	}
+	if v == "0" {
+		return 0, nil
+	}
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or 0 for none", err)
+	}
+	return d, nil
 }
 
 // SameSiteName returns "Strict" or "None" for those modes and "Lax" for any

@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 		SessionFolder: "./sessions",
 		CookieName:    "tina4_session",
 		TTL:           30 * time.Minute,
+		Persist:       true,
 		SameSite:      http.SameSiteLaxMode,
 		Secure:        false,
 		Secret:        "",

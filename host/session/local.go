@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tina4go/sessions/host/token"
 )
 
 // localSessions coordinates, within one host process, the requests that
@@ -41,6 +43,7 @@ type localEntry struct {
 	lastValues  map[string]json.RawMessage
 	lastVersion uint64
 	lastExpires time.Time
+	lastMeta    token.Meta // and the settings it sealed (creation time, RememberMe, SetTTL)
 }
 
 // shared reports whether requests other than the caller hold e.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tina4go/sessions/host/token"
 	"github.com/tina4go/sessions/shared"
 )
 
@@ -24,19 +25,29 @@ type Store interface {
 	Close(ctx context.Context, id string) error
 }
 
-// Codec seals session values into the opaque token a store holds, and opens
-// it again (host/token implements it).
+// Codec seals session values, with the session's settings (creation time,
+// RememberMe, SetTTL), into the opaque token a store holds, and opens it
+// again (host/token implements it).
 type Codec interface {
-	Seal(id string, values []byte, issued, expires time.Time) ([]byte, error)
-	Open(id string, token []byte, now time.Time) (values []byte, expires time.Time, err error)
+	SealMeta(id string, values []byte, issued, expires time.Time, meta token.Meta) ([]byte, error)
+	OpenMeta(id string, tok []byte, now time.Time) (values []byte, expires time.Time, meta token.Meta, err error)
+	// Principals returns the principal keys of a user id, the current
+	// secret's first (see token.Codec.Principals).
+	Principals(userID string) []string
 }
 
 // Manager loads and commits sessions.
 type Manager struct {
 	Store Store
 	Codec Codec
-	// TTL is the idle lifetime: a session not saved for TTL is gone.
+	// TTL is the idle lifetime: a session not saved for TTL is gone. A
+	// session can shorten its own (Session.SetTTL).
 	TTL time.Duration
+	// Lifetime, when > 0 (TINA4_SESSION_LIFETIME), is the absolute
+	// lifetime: a session created longer ago than Lifetime is gone, however
+	// active it is. The creation time is kept across saves and Regenerate.
+	// No save sets an expiry past it.
+	Lifetime time.Duration
 	// Now returns the current time (time.Now when nil).
 	Now func() time.Time
 	// Logger receives notes about rejected or unreadable sessions.
@@ -53,6 +64,10 @@ type Manager struct {
 	// one host still keep each other's changes, but across hosts the last
 	// commit wins.
 	Versioned shared.Versioned
+	// Indexer, when set (a handler with capability "index"), indexes every
+	// saved session under the principal its SetUser gave it, for
+	// DestroyAll.
+	Indexer shared.Indexer
 	// Locker, when set (TINA4_SESSION_LOCK), serializes the requests of one
 	// session from Load to Release across every host sharing the store.
 	Locker shared.Locker
@@ -135,7 +150,7 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 		}
 	}
 	gen := e.gen.Load()
-	values, expires, version, err := m.loadValues(ctx, id)
+	values, expires, mt, version, err := m.loadValues(ctx, id)
 	if err != nil || values == nil {
 		if token != "" {
 			m.unlock(id, e, token)
@@ -147,7 +162,8 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 		return fresh, nil
 	}
 	return &Session{id: id, cookieID: id, values: values, expires: expires, version: version, stored: true,
-		entry: e, entryID: id, loadedGen: gen, lockToken: token}, nil
+		entry: e, entryID: id, loadedGen: gen, lockToken: token,
+		created: mt.Created, persist: mt.Persist, ttl: mt.TTL, principal: mt.Principal}, nil
 }
 
 // lock takes the session lock of id: first the place in line on this host
@@ -209,37 +225,47 @@ func newLockToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// loadValues loads and opens the record of id. A missing, expired,
-// tampered or unreadable record gives nil values and no error.
-func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.RawMessage, time.Time, uint64, error) {
+// loadValues loads and opens the record of id. A missing, expired (idle or
+// past its lifetime), tampered or unreadable record gives nil values and no
+// error.
+func (m *Manager) loadValues(ctx context.Context, id string) (map[string]json.RawMessage, time.Time, token.Meta, uint64, error) {
 	rec, err := m.Store.Load(ctx, id)
 	if errors.Is(err, shared.ErrNotFound) {
-		return nil, time.Time{}, 0, nil
+		return nil, time.Time{}, token.Meta{}, 0, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, 0, fmt.Errorf("load session: %w", err)
+		return nil, time.Time{}, token.Meta{}, 0, fmt.Errorf("load session: %w", err)
 	}
-	values, expires := m.open(id, rec)
-	return values, expires, rec.Version, nil
+	values, expires, mt := m.open(id, rec)
+	return values, expires, mt, rec.Version, nil
 }
 
-// open opens a stored record; a tampered or unreadable one gives nil.
-func (m *Manager) open(id string, rec shared.Record) (map[string]json.RawMessage, time.Time) {
-	raw, expires, err := m.Codec.Open(id, rec.Data, m.now())
+// open opens a stored record; a tampered or unreadable one, or one past its
+// lifetime, gives nil.
+func (m *Manager) open(id string, rec shared.Record) (map[string]json.RawMessage, time.Time, token.Meta) {
+	now := m.now()
+	raw, expires, mt, err := m.Codec.OpenMeta(id, rec.Data, now)
 	if err != nil {
 		m.events().TokenRejected(rejectReason(err))
 		m.log().Info("stored session rejected; starting a new one", "reason", err.Error())
-		return nil, time.Time{}
+		return nil, time.Time{}, token.Meta{}
+	}
+	if m.ended(mt.Created, now) {
+		// Sealed before TINA4_SESSION_LIFETIME was set or shortened (a
+		// token sealed under it expires by then).
+		m.events().TokenRejected(RejectExpired)
+		m.log().Info("stored session rejected; starting a new one", "reason", "older than TINA4_SESSION_LIFETIME", "lifetime", m.Lifetime.String())
+		return nil, time.Time{}, token.Meta{}
 	}
 	var values map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &values); err != nil {
 		m.log().Warn("stored session unreadable; starting a new one", "error", err.Error())
-		return nil, time.Time{}
+		return nil, time.Time{}, token.Meta{}
 	}
 	if values == nil {
 		values = map[string]json.RawMessage{}
 	}
-	return values, expires
+	return values, expires, mt
 }
 
 // Release ends the request's hold on its session: call it once the request
@@ -293,7 +319,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 			s.dirty, s.changes, s.toClose = false, nil, nil
 			return CookieKeep, nil
 		}
-		if e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || s.stored && s.expires.Sub(m.now()) < m.TTL/2) {
+		if e.gen.Load() != s.loadedGen && s.id == s.entryID && (s.dirty || m.slideDue(s, m.now())) {
 			// Another request committed this session since this one
 			// loaded it: apply this request's changes, key by key, to the
 			// record as it is now, so the other request's changes stay.
@@ -306,6 +332,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 				// that, with no store call. If another host wrote since,
 				// SaveIf says so and the commit merges again.
 				s.rebase(maps.Clone(e.lastValues))
+				s.adopt(e.lastMeta)
 				s.version, s.expires = e.lastVersion, e.lastExpires
 			default:
 				if err := m.merge(ctx, s); err != nil {
@@ -334,6 +361,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 				// Other requests hold this session: keep what was written
 				// for them (see above).
 				e.lastValues, e.lastVersion, e.lastExpires = maps.Clone(s.values), s.version, s.expires
+				e.lastMeta = s.tokenMeta()
 			}
 		}
 		return action, err
@@ -348,7 +376,7 @@ func (m *Manager) Commit(ctx context.Context, s *Session) (CookieAction, error) 
 // merge replaces s's values with the stored record's plus this request's
 // changes; a record that is gone gives just this request's changes.
 func (m *Manager) merge(ctx context.Context, s *Session) error {
-	fresh, _, version, err := m.loadValues(ctx, s.id)
+	fresh, _, mt, version, err := m.loadValues(ctx, s.id)
 	if err != nil {
 		return err
 	}
@@ -358,6 +386,9 @@ func (m *Manager) merge(ctx context.Context, s *Session) error {
 		return nil
 	}
 	s.rebase(fresh)
+	if fresh != nil {
+		s.adopt(mt)
+	}
 	s.version = version
 	return nil
 }
@@ -406,8 +437,11 @@ func (m *Manager) checkRegenerate(ctx context.Context, s *Session) (ok bool, err
 		return false, fmt.Errorf("regenerate session: %w", err)
 	}
 	if rec.Version != s.version {
-		values, _ := m.open(s.entryID, rec)
+		values, _, mt := m.open(s.entryID, rec)
 		s.rebase(values)
+		if values != nil {
+			s.adopt(mt)
+		}
 	}
 	return true, nil
 }
@@ -432,6 +466,13 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 		}
 	}
 	now := m.now()
+	if !s.destroyed && m.ended(s.created, now) && len(s.values) > 0 {
+		// Loaded just before its lifetime ended: it ends now, with what
+		// this request changed (or a request held open across the end
+		// would carry the session on). Treated as emptied below.
+		m.log().Debug("session reached TINA4_SESSION_LIFETIME during a request; its changes are dropped")
+		s.values, s.changes = nil, nil
+	}
 	if len(s.values) == 0 {
 		if s.stored {
 			if err := m.Store.Close(ctx, s.id); err != nil {
@@ -443,6 +484,9 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 			s.id = ""
 		}
 		s.dirty = false
+		// No record is left: values set later start a new session.
+		s.forget()
+		s.created = time.Time{}
 		if s.cookieID != "" || s.destroyed {
 			s.cookieID = ""
 			s.destroyed = false
@@ -450,16 +494,21 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 		}
 		return CookieKeep, wrote, nil
 	}
-	sliding := s.stored && s.expires.Sub(now) < m.TTL/2
-	if !s.dirty && !sliding {
+	if !s.dirty && !m.slideDue(s, now) {
 		return CookieKeep, wrote, nil
 	}
 	fresh := s.id == ""
 	if s.id == "" {
 		s.id = NewID()
 		s.version = 0
+		s.forget()
+		if s.created.IsZero() {
+			// A new session (Regenerate's new id keeps the creation time
+			// and settings of the session it continues).
+			s.created = now.Truncate(time.Second)
+		}
 	}
-	expires := now.Add(m.TTL).Truncate(time.Second)
+	expires := m.expiry(s, now)
 	for attempt := 1; ; attempt++ {
 		rec, err := m.seal(s, now, expires)
 		if err != nil {
@@ -497,11 +546,13 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 		}
 		// Another request wrote the record since this one loaded it:
 		// apply this request's changes to it and try again.
-		values, _ := m.open(s.id, ce.Current)
+		values, _, mt := m.open(s.id, ce.Current)
 		if values == nil {
 			// A record this host cannot open (another key, or damaged)
 			// is replaced, as Load would have done.
 			values = map[string]json.RawMessage{}
+		} else {
+			s.adopt(mt)
 		}
 		s.rebase(values)
 		s.version = ce.Current.Version
@@ -516,6 +567,9 @@ func (m *Manager) commit(ctx context.Context, s *Session) (action CookieAction, 
 	}
 	s.stored, s.dirty, s.expires, s.cookieID, s.destroyed = true, false, expires, s.id, false
 	s.changes = nil
+	s.persistSet, s.ttlSet = metaKept, metaKept
+	s.principalSet, s.user = metaKept, nil
+	s.maxAge = m.cookieMaxAge(s, now)
 	switch {
 	case fresh && regen:
 		m.events().SessionRegenerated()
@@ -531,33 +585,193 @@ func (m *Manager) seal(s *Session, now, expires time.Time) (shared.Record, error
 	if err != nil {
 		return shared.Record{}, fmt.Errorf("encode session: %w", err)
 	}
-	tok, err := m.Codec.Seal(s.id, raw, now, expires)
+	if s.user != nil {
+		s.principal = ""
+		if *s.user != "" {
+			s.principal = m.Codec.Principals(*s.user)[0]
+		}
+	}
+	tok, err := m.Codec.SealMeta(s.id, raw, now, expires, s.tokenMeta())
 	if err != nil {
 		return shared.Record{}, fmt.Errorf("seal session: %w", err)
 	}
-	return shared.Record{Data: tok, Expires: expires}, nil
+	rec := shared.Record{Data: tok, Expires: expires}
+	if m.Indexer != nil {
+		rec.Principal = s.principal
+	}
+	return rec, nil
+}
+
+// ErrNoIndex is what DestroyAll returns with a handler that keeps no index
+// of sessions by user (capability "index").
+var ErrNoIndex = errors.New("the session handler keeps no index of sessions by user (capability \"index\")")
+
+// DestroyAll ends every live session attached to userID with SetUser, on
+// every host that shares the store, and returns how many it ended. Requests
+// in flight on those sessions commit nothing (with record versions). It
+// needs a handler with the "index" capability; with another it returns
+// ErrNoIndex.
+func (m *Manager) DestroyAll(ctx context.Context, userID string) (int, error) {
+	if m.Indexer == nil {
+		return 0, fmt.Errorf("destroy all sessions of a user: %w; use a handler that has it (SessionFileHandler, SessionRedisHandler)", ErrNoIndex)
+	}
+	if userID == "" {
+		return 0, errors.New("destroy all sessions of a user: empty user id")
+	}
+	total := 0
+	for _, key := range m.Codec.Principals(userID) {
+		n, err := m.Indexer.CloseAll(ctx, key)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("destroy all sessions of a user: %w", err)
+		}
+	}
+	if m.Events != nil {
+		for range total {
+			m.Events.SessionDestroyed()
+		}
+	}
+	return total, nil
 }
 
 // CookieOptions are the attributes of the session cookie.
 type CookieOptions struct {
-	Name     string
+	Name string
+	// TTL is the Max-Age of a session no commit has worked one out for
+	// (a commit that stores a session does: its own TTL, within its
+	// lifetime).
 	TTL      time.Duration
 	SameSite http.SameSite
 	Secure   bool
+	// BrowserSession (TINA4_SESSION_PERSIST=false) makes the cookie of a
+	// session that has not called RememberMe a browser-session cookie (no
+	// Max-Age). false: a persistent one.
+	BrowserSession bool
 }
 
 // Cookie returns the cookie for action (nil for CookieKeep): HttpOnly,
-// Path=/, SameSite and Secure as configured, Max-Age = TTL (or -1 to expire).
+// Path=/, SameSite and Secure as configured. To set the session, Max-Age is
+// the session's idle TTL in seconds (SetTTL's, or the Manager's), cut to
+// what is left of its lifetime (Manager.Lifetime); or none at all, a
+// browser-session cookie, when the session chose RememberMe(false) (or has
+// not chosen and o.BrowserSession is set). To expire it, Max-Age is -1
+// (sent as Max-Age=0).
 func (s *Session) Cookie(action CookieAction, o CookieOptions) *http.Cookie {
 	c := &http.Cookie{Name: o.Name, Path: "/", HttpOnly: true, Secure: o.Secure, SameSite: o.SameSite}
 	switch action {
 	case CookieSet:
-		c.Value = s.ID()
-		c.MaxAge = int(o.TTL / time.Second)
+		s.mu.Lock()
+		c.Value = s.id
+		persist := !o.BrowserSession
+		if s.persist != nil {
+			persist = *s.persist
+		}
+		maxAge := s.maxAge
+		s.mu.Unlock()
+		if maxAge <= 0 {
+			maxAge = int(o.TTL / time.Second)
+		}
+		if persist {
+			c.MaxAge = maxAge
+		}
 	case CookieExpire:
 		c.MaxAge = -1
 	default:
 		return nil
 	}
 	return c
+}
+
+// ttlOf returns s's idle TTL: its own (SetTTL), at most m.TTL, or m.TTL.
+func (m *Manager) ttlOf(s *Session) time.Duration {
+	if s.ttl > 0 && s.ttl < m.TTL {
+		return s.ttl
+	}
+	return m.TTL
+}
+
+// lifetimeEnd returns when a session created at created reaches
+// m.Lifetime; zero when there is no limit.
+func (m *Manager) lifetimeEnd(created time.Time) time.Time {
+	if m.Lifetime <= 0 || created.IsZero() {
+		return time.Time{}
+	}
+	return created.Add(m.Lifetime)
+}
+
+// ended reports whether a session created at created is past m.Lifetime.
+func (m *Manager) ended(created time.Time, now time.Time) bool {
+	end := m.lifetimeEnd(created)
+	return !end.IsZero() && !now.Before(end)
+}
+
+// expiry returns the expiry a save of s at now gives it: its idle TTL from
+// now, no later than the end of its lifetime, in whole seconds.
+func (m *Manager) expiry(s *Session, now time.Time) time.Time {
+	exp := now.Add(m.ttlOf(s))
+	if end := m.lifetimeEnd(s.created); !end.IsZero() && end.Before(exp) {
+		exp = end
+	}
+	return exp.Truncate(time.Second)
+}
+
+// slideDue reports whether s is stored with less than half its idle TTL
+// left, and a save now would move its expiry (near the end of its lifetime
+// it cannot).
+func (m *Manager) slideDue(s *Session, now time.Time) bool {
+	return s.stored && s.expires.Sub(now) < m.ttlOf(s)/2 && m.expiry(s, now).After(s.expires)
+}
+
+// cookieMaxAge returns the cookie's Max-Age, in whole seconds (at least 1),
+// for s saved at now: its idle TTL, no more than what is left of its
+// lifetime.
+func (m *Manager) cookieMaxAge(s *Session, now time.Time) int {
+	age := m.ttlOf(s)
+	if end := m.lifetimeEnd(s.created); !end.IsZero() {
+		age = min(age, end.Sub(now))
+	}
+	return max(int(age/time.Second), 1)
+}
+
+// forget drops, when s was destroyed (Destroy), what belonged to the
+// session it was, so that values set later start a new one: its creation
+// time, and its settings except those set after Destroy. s.mu is held.
+func (s *Session) forget() {
+	if !s.destroyed {
+		return
+	}
+	s.created = time.Time{}
+	if s.persistSet != metaChangedDestroy {
+		s.persist = nil
+	}
+	if s.ttlSet != metaChangedDestroy {
+		s.ttl = 0
+	}
+	if s.principalSet != metaChangedDestroy {
+		s.principal, s.user = "", nil
+	}
+	s.persistSet, s.ttlSet = min(s.persistSet, metaChanged), min(s.ttlSet, metaChanged)
+	s.principalSet = min(s.principalSet, metaChanged)
+}
+
+// tokenMeta returns the settings of s its token carries. s.mu is held.
+func (s *Session) tokenMeta() token.Meta {
+	return token.Meta{Created: s.created, TTL: s.ttl, Persist: s.persist, Principal: s.principal}
+}
+
+// adopt takes the settings of the record as another request left it,
+// except those this request changed. s.mu is held.
+func (s *Session) adopt(mt token.Meta) {
+	if !mt.Created.IsZero() {
+		s.created = mt.Created
+	}
+	if s.persistSet == metaKept {
+		s.persist = mt.Persist
+	}
+	if s.ttlSet == metaKept {
+		s.ttl = mt.TTL
+	}
+	if s.principalSet == metaKept {
+		s.principal = mt.Principal
+	}
 }

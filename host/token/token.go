@@ -6,7 +6,9 @@
 // clear, and "dat": the session values encrypted with AES-256-GCM using the
 // session id as additional data. Whoever reads the store (a file, a Redis key)
 // sees when a session expires but not what it holds, cannot change it without
-// the host's key, and cannot move it to another session id.
+// the host's key, and cannot move it to another session id. [Codec.SealMeta]
+// adds, also in the clear, when the session was created ("crt"), its own idle
+// TTL ("ttl") and its cookie choice ("per"); see [Meta].
 //
 // Both keys derive from one secret (TINA4_SECRET, or a key file made by
 // [LoadOrCreateKey]); the secret never leaves the host process. To rotate the
@@ -20,10 +22,13 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +79,7 @@ type Codec struct {
 type keyPair struct {
 	mac  []byte      // HS256 key
 	aead cipher.AEAD // AES-256-GCM; random 96-bit nonce prepended to the ciphertext
+	prn  []byte      // HMAC-SHA256 key for principal keys (see Principals)
 }
 
 // New derives two independent 32-byte keys from secret with HKDF-SHA256: one
@@ -138,7 +144,30 @@ func deriveKeys(secret []byte) (keyPair, error) {
 	if err != nil {
 		return keyPair{}, fmt.Errorf("session encryption key: %w", err)
 	}
-	return keyPair{mac: macKey, aead: aead}, nil
+	prnKey, err := hkdf.Key(sha256.New, secret, nil, prnInfo, keyLen)
+	if err != nil {
+		return keyPair{}, fmt.Errorf("derive session principal key: %w", err)
+	}
+	return keyPair{mac: macKey, aead: aead, prn: prnKey}, nil
+}
+
+// prnInfo is the HKDF info of the key principal keys are made with.
+const prnInfo = "tina4 session principal v1"
+
+// Principals returns the principal keys of userID: hex HMAC-SHA256 of the
+// user id under a key derived from each secret, the current one first.
+// A store indexes sessions under such a key (capability "index") and never
+// learns the user id; a user id cannot be found from it without the secret.
+// Sessions saved before a rotation are indexed under an older secret's
+// key, hence one key per secret.
+func (c *Codec) Principals(userID string) []string {
+	out := make([]string, len(c.keys))
+	for i, k := range c.keys {
+		m := hmac.New(sha256.New, k.prn)
+		m.Write([]byte(userID))
+		out[i] = hex.EncodeToString(m.Sum(nil))
+	}
+	return out
 }
 
 // claims is the token body. Times are whole Unix seconds, independent of
@@ -148,6 +177,12 @@ type claims struct {
 	IAT int64  `json:"iat"`
 	EXP int64  `json:"exp"`
 	Dat string `json:"dat"`
+	// See Meta. Absent from tokens sealed by [Codec.Seal] and by hosts
+	// older than these claims.
+	CRT int64  `json:"crt,omitempty"`
+	TTL int64  `json:"ttl,omitempty"`
+	Per *bool  `json:"per,omitempty"`
+	Prn string `json:"prn,omitempty"`
 }
 
 func (c *claims) GetExpirationTime() (*jwt.NumericDate, error) {
@@ -182,6 +217,31 @@ func (c *claims) GetAudience() (jwt.ClaimStrings, error)  { return nil, nil }
 // Seal fails if id is empty or expires is not after the Unix epoch (a zero
 // time.Time is a caller bug, not a session that never expires).
 func (c *Codec) Seal(id string, values []byte, issued, expires time.Time) ([]byte, error) {
+	return c.SealMeta(id, values, issued, expires, Meta{})
+}
+
+// Meta is what a token says about its session besides the values: the
+// session's lifetime and cookie settings. Like sid, iat and exp, these claims
+// are in the clear (signed, not encrypted).
+type Meta struct {
+	// Created is when the session was created, kept across saves and new
+	// ids (claim "crt", whole Unix seconds; not written when zero). Opening
+	// a token without "crt" (sealed by [Codec.Seal] or before the claim
+	// existed) gives its issue time ("iat") instead.
+	Created time.Time
+	// TTL is the session's own idle lifetime (claim "ttl", whole seconds,
+	// rounded down; not written when under a second); 0: none of its own.
+	TTL time.Duration
+	// Persist is the session's cookie choice, persistent or not (claim
+	// "per"); nil: none of its own (not written).
+	Persist *bool
+	// Principal is the principal key of the user the session belongs to
+	// (claim "prn", see Principals; not written when empty).
+	Principal string
+}
+
+// SealMeta is [Codec.Seal] with the claims of meta added.
+func (c *Codec) SealMeta(id string, values []byte, issued, expires time.Time, meta Meta) ([]byte, error) {
 	if id == "" {
 		return nil, errors.New("seal session token: empty session id")
 	}
@@ -196,6 +256,12 @@ func (c *Codec) Seal(id string, values []byte, issued, expires time.Time) ([]byt
 		IAT: issued.Unix(),
 		EXP: exp,
 		Dat: base64.RawURLEncoding.EncodeToString(sealed),
+		TTL: int64(meta.TTL / time.Second),
+		Per: meta.Persist,
+		Prn: meta.Principal,
+	}
+	if !meta.Created.IsZero() {
+		cl.CRT = meta.Created.Unix()
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, cl).SignedString(k.mac)
 	if err != nil {
@@ -221,11 +287,36 @@ func (c *Codec) Seal(id string, values []byte, issued, expires time.Time) ([]byt
 // costs one signature check, and a token that is not a well-formed HS256 JWT
 // is refused before any key is tried.
 func (c *Codec) Open(id string, token []byte, now time.Time) (values []byte, expires time.Time, err error) {
+	values, expires, _, err = c.OpenMeta(id, token, now)
+	return values, expires, err
+}
+
+// OpenMeta is [Codec.Open], also returning what the token says about its
+// session (see [Meta]); on error, meta is the zero Meta.
+func (c *Codec) OpenMeta(id string, token []byte, now time.Time) (values []byte, expires time.Time, meta Meta, err error) {
+	var cl claims
+	values, expires, err = c.openInto(id, token, now, &cl)
+	if err != nil {
+		return nil, time.Time{}, Meta{}, err
+	}
+	meta.Created = time.Unix(cl.IAT, 0)
+	if cl.CRT != 0 {
+		meta.Created = time.Unix(cl.CRT, 0)
+	}
+	if cl.TTL > 0 && cl.TTL <= int64(math.MaxInt64/time.Second) {
+		meta.TTL = time.Duration(cl.TTL) * time.Second
+	}
+	meta.Persist = cl.Per
+	meta.Principal = cl.Prn
+	return values, expires, meta, nil
+}
+
+// openInto is Open, with the verified claims left in cl.
+func (c *Codec) openInto(id string, token []byte, now time.Time, cl *claims) (values []byte, expires time.Time, err error) {
 	if id == "" {
 		return nil, time.Time{}, fmt.Errorf("%w: empty session id", ErrInvalid)
 	}
-	var cl claims
-	k, err := c.verify(string(token), &cl)
+	k, err := c.verify(string(token), cl)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

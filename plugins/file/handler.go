@@ -9,7 +9,9 @@
 //
 // The handler speaks protocol 2: SaveIf writes only over the version it is
 // given and Lock/Unlock keep a per-session lock, both atomic also across
-// processes that share the folder (see stripe.go).
+// processes that share the folder (see stripe.go), and CloseAll deletes
+// every session of a principal through a per-principal index file (see
+// index.go).
 //
 // The package is importable so a host can run the handler in process;
 // cmd/SessionFileHandler wraps it into a plugin binary with sdk.Serve.
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/tina4go/sessions/sdk"
+	"github.com/tina4go/sessions/shared"
 )
 
 // Name is the handler's name: the plugin binary's file name and the value of
@@ -68,6 +71,7 @@ var (
 	_ sdk.Handler          = (*Handler)(nil)
 	_ sdk.VersionedHandler = (*Handler)(nil)
 	_ sdk.Locker           = (*Handler)(nil)
+	_ sdk.Indexer          = (*Handler)(nil)
 	_ sdk.Stopper          = (*Handler)(nil)
 )
 
@@ -241,8 +245,12 @@ func readWhole(path string) ([]byte, fs.FileInfo, error) {
 // removed and the old record, if any, is left as it was. When two Saves for
 // one id race, the last rename wins.
 //
+// A record with a principal is written in format v3 and listed in the
+// principal's index file before the rename (see index.go).
+//
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
-// session id and ctx.Err() when ctx is done before the rename.
+// session id or a principal that is not a principal key, and ctx.Err()
+// when ctx is done before the rename.
 func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -251,11 +259,17 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 	if err != nil {
 		return err
 	}
+	if r.Principal != "" && !sdk.ValidPrincipal(r.Principal) {
+		return shared.PrincipalError(r.Principal)
+	}
 	tmp, err := h.writeTemp(id, r, newVersion())
 	if err != nil {
 		return err
 	}
 	defer tmp.discard()
+	if err := h.addToIndex(r.Principal, id, r.Expires); err != nil {
+		return err
+	}
 	return h.withStripe(id, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -277,6 +291,10 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 // SaveIf, Close, the removal of an expired file) holds the same stripe, in
 // this process and in every other one that shares the folder, so the check
 // and the rename are one atomic step.
+//
+// A record with a principal is listed in the principal's index file before
+// the stripe of id is taken, whatever the check then decides (see
+// index.go).
 func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -285,12 +303,18 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 	if err != nil {
 		return 0, err
 	}
+	if r.Principal != "" && !sdk.ValidPrincipal(r.Principal) {
+		return 0, shared.PrincipalError(r.Principal)
+	}
 	version := newVersion()
 	tmp, err := h.writeTemp(id, r, version)
 	if err != nil {
 		return 0, err
 	}
 	defer tmp.discard()
+	if err := h.addToIndex(r.Principal, id, r.Expires); err != nil {
+		return 0, err
+	}
 	err = h.withStripe(id, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -375,7 +399,7 @@ func (h *Handler) writeTemp(id string, r sdk.Record, version uint64) (*tempFile,
 	if err := f.Chmod(fileMode); err != nil {
 		return fail("set mode of", err)
 	}
-	if _, err := f.Write(appendHeader(make([]byte, 0, maxHeaderLen), r.Expires, len(r.Data), version)); err != nil {
+	if _, err := f.Write(appendHeader(make([]byte, 0, maxHeaderLen), r.Expires, len(r.Data), version, r.Principal)); err != nil {
 		return fail("write", err)
 	}
 	if _, err := f.Write(r.Data); err != nil {

@@ -25,15 +25,18 @@ const (
 	maxSweepErrors = 5
 )
 
-// Sweep removes, from the session folder, every <id>.sess file (format v1
-// or v2) whose record expired at or before now or whose content is damaged,
-// every <id>.lock file whose lock expired at or before now or that is
-// damaged, and every temporary file (.tmp-*) last modified more than an hour
-// before now. It reads only the header of each session file, and removes a
-// session or lock file while holding the stripe of its id. It never touches
-// the stripe files (.lock-00 to .lock-3f), a file with any other name, a
-// file whose name is not a session id plus ".sess" or ".lock", or anything
-// that is not a regular file (folders, symlinks).
+// Sweep removes, from the session folder, every <id>.sess file (format v1,
+// v2 or v3) whose record expired at or before now or whose content is
+// damaged, every <id>.lock file whose lock expired at or before now or that
+// is damaged, and every temporary file (.tmp-*) last modified more than an
+// hour before now. It reads only the header of each session file, and
+// removes a session or lock file while holding the stripe of its id. In
+// every <principal>.idx index file it drops the lines whose expiry is at
+// or before now, under the principal's stripe, and removes the file once
+// no line is left (counted as removed). It never touches the stripe files
+// (.lock-00 to .lock-3f), a file with any other name, a file whose name is
+// not a session id plus ".sess" or ".lock" or a principal key plus ".idx",
+// or anything that is not a regular file (folders, symlinks).
 //
 // Sweep goes on past errors with single files and returns how many files it
 // removed together with the errors it met (nil if none). The background
@@ -92,6 +95,8 @@ func (h *Handler) sweepEntry(e fs.DirEntry, now time.Time) (bool, error) {
 		return h.sweepSession(name, now)
 	case strings.HasSuffix(name, lockSuffix) && sdk.ValidID(strings.TrimSuffix(name, lockSuffix)):
 		return h.sweepLock(name, now)
+	case strings.HasSuffix(name, idxSuffix) && sdk.ValidPrincipal(strings.TrimSuffix(name, idxSuffix)):
+		return h.sweepIndex(name, now)
 	default:
 		return false, nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tina4go/sessions/internal/redistest"
 	"github.com/tina4go/sessions/sdk"
+	"github.com/tina4go/sessions/sdk/handlertest"
 )
 
 // roundTrip saves a record and loads it back, failing the test if that
@@ -56,6 +57,23 @@ func protocol2RoundTrip(t *testing.T, h *Handler) {
 	}
 	if err := h.Unlock(ctx, id, "t"); err != nil {
 		t.Errorf("Unlock: %v", err)
+	}
+}
+
+// indexRoundTrip saves two sessions of a principal and closes them with
+// CloseAll.
+func indexRoundTrip(t *testing.T, h *Handler) {
+	t.Helper()
+	ctx := context.Background()
+	p := handlertest.NewPrincipal()
+	if err := h.Save(ctx, randomID(t), sdk.Record{Data: []byte("a"), Expires: time.Now().Add(time.Hour), Principal: p}); err != nil {
+		t.Fatalf("Save with a principal: %v", err)
+	}
+	if _, err := h.SaveIf(ctx, randomID(t), sdk.Record{Data: []byte("b"), Expires: time.Now().Add(time.Hour), Principal: p}, 0); err != nil {
+		t.Fatalf("SaveIf with a principal: %v", err)
+	}
+	if n, err := h.CloseAll(ctx, p); err != nil || n != 2 {
+		t.Fatalf("CloseAll: %d, %v; want 2", n, err)
 	}
 }
 
@@ -125,6 +143,7 @@ func TestACLUserAuthentication(t *testing.T) {
 	srv := redistest.Start(t,
 		// The smallest set of rights docs/handlers/redis.md tells operators to grant.
 		"--user", "alice", "on", ">alicepw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+pttl", "+pexpire", "+evalsha", "+eval", "+ping",
+		"+zadd", "+zremrangebyscore", "+zrange", "+zscan", "+zscore", "+zrem", "+pexpireat", "+getrange",
 		"--user", "bob", "on", ">bobpw", "~*", "+@all", "-pexpiretime",
 		"--user", "carol", "on", ">carolpw", "~tina4:session:*", "+get", "+set", "+del", "+ping",
 		"--user", "dave", "on", ">davepw", "~tina4:session:*", "+evalsha", "+eval", "+ping",
@@ -142,6 +161,7 @@ func TestACLUserAuthentication(t *testing.T) {
 	defer h.Stop()
 	roundTrip(t, h)
 	protocol2RoundTrip(t, h)
+	indexRoundTrip(t, h)
 	if who, err := srv.Client().Do(context.Background(), "CLIENT", "LIST").Text(); err != nil || !strings.Contains(who, "user=alice") {
 		t.Errorf("CLIENT LIST: want a connection as user alice, got %q, %v", who, err)
 	}

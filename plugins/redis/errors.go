@@ -31,7 +31,7 @@ func (h *Handler) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("redis %s: %s%w (check the password in %s or %s, and the user in %s)",
 			h.where, op, err, EnvPassword, EnvSecret, EnvUsername)
 	case redis.IsPermissionError(err), scriptPermissionError(err):
-		return fmt.Errorf("redis %s: %s%w (the Redis user needs GET, SET, DEL, EVALSHA, EVAL, PEXPIRE, MULTI, EXEC, PEXPIRETIME or PTTL, and PING, on keys %s*)",
+		return fmt.Errorf("redis %s: %s%w (the Redis user needs GET, SET, DEL, EVALSHA, EVAL, PEXPIRE, MULTI, EXEC, PEXPIRETIME or PTTL, and PING, on keys %s*; for sessions of a principal also ZADD, ZREMRANGEBYSCORE, ZRANGE, ZSCAN, ZSCORE, ZREM, PEXPIREAT and GETRANGE)",
 			h.where, op, err, h.prefix)
 	case strings.Contains(err.Error(), "all sentinels specified in configuration are unreachable"):
 		return fmt.Errorf("redis %s: %s%w (no Sentinel answered with the address of that master: check %s and %s)",

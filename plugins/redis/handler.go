@@ -13,6 +13,19 @@
 //	        + the token            byte for byte
 //	expiry: the same millisecond   (SET key value PXAT <Unix ms>)
 //
+// A session that belongs to a principal (Record.Principal, capability
+// "index"; see index.go) is written in format 3, which adds the principal
+// key between the version and the token:
+//
+//	value:  "\x00t4\x03" + Expires + Version
+//	        + principal length     1 byte (1 to 128)
+//	        + principal            its hex characters
+//	        + the token
+//
+// and its id is added to the set Prefix + "principal:" + principal. A
+// session without one is written in format 2 as before, so a handler of an
+// earlier version still reads every session that has no principal.
+//
 // Redis removes expired sessions by itself. Load is one GET: one round trip
 // and one command, since the value carries its own expiry and version;
 // Expires comes back to the millisecond as it was saved, and Load reports a
@@ -76,8 +89,9 @@ const Version = "0.2.0"
 // reachable.
 const startPingTimeout = 2 * time.Second
 
-// Handler stores each session as one Redis string under Prefix + id, and a
-// session's lock under Prefix + id + ":lock". It is safe for concurrent use, also by several processes (several app servers)
+// Handler stores each session as one Redis string under Prefix + id, a
+// session's lock under Prefix + id + ":lock", and the ids of a principal's
+// sessions in a set under Prefix + "principal:" + principal. It is safe for concurrent use, also by several processes (several app servers)
 // sharing one Redis. Create it with New and call Stop when done.
 type Handler struct {
 	client redis.UniversalClient
@@ -96,6 +110,7 @@ var (
 	_ sdk.Handler          = (*Handler)(nil)
 	_ sdk.VersionedHandler = (*Handler)(nil)
 	_ sdk.Locker           = (*Handler)(nil)
+	_ sdk.Indexer          = (*Handler)(nil)
 	_ sdk.HealthChecker    = (*Handler)(nil)
 	_ sdk.Stopper          = (*Handler)(nil)
 )
@@ -168,10 +183,12 @@ func describe(u *redis.UniversalOptions) string {
 const (
 	magicPrefix = "\x00t4"
 	formatV1    = 1 // "\x00t4\x01" + Expires + token: no version
-	formatV2    = 2 // "\x00t4\x02" + Expires + Version + token: what this handler writes
+	formatV2    = 2 // "\x00t4\x02" + Expires + Version + token: a record without a principal
+	formatV3    = 3 // "\x00t4\x03" + Expires + Version + principal length + principal + token
 	magicLen    = len(magicPrefix) + 1
 	headerV1    = magicLen + 8
 	headerV2    = headerV1 + 8
+	headerV3    = headerV2 + 1 // and the principal
 )
 
 // legacyVersion is the version Load reports for a value without one (format
@@ -190,14 +207,24 @@ func newVersion() uint64 {
 }
 
 // encodeValue returns the value that stores data expiring at pxat (Unix
-// milliseconds) with version ver, in format 2.
-func encodeValue(pxat int64, ver uint64, data []byte) []byte {
-	value := make([]byte, headerV2+len(data))
+// milliseconds) with version ver: in format 2 without a principal, in
+// format 3 with one (which must be valid: at most 128 bytes).
+func encodeValue(pxat int64, ver uint64, principal string, data []byte) []byte {
+	header := headerV2
+	if principal != "" {
+		header = headerV3 + len(principal)
+	}
+	value := make([]byte, header+len(data))
 	copy(value, magicPrefix)
 	value[len(magicPrefix)] = formatV2
 	binary.BigEndian.PutUint64(value[magicLen:], uint64(pxat))
 	binary.BigEndian.PutUint64(value[headerV1:], ver)
-	copy(value[headerV2:], data)
+	if principal != "" {
+		value[len(magicPrefix)] = formatV3
+		value[headerV2] = byte(len(principal))
+		copy(value[headerV3:], principal)
+	}
+	copy(value[header:], data)
 	return value
 }
 
@@ -268,6 +295,11 @@ func (h *Handler) decode(id string, v []byte, now time.Time) (sdk.Record, error)
 	case formatV1:
 	case formatV2:
 		header = headerV2
+	case formatV3:
+		header = headerV3
+		if len(v) >= headerV3 {
+			header += int(v[headerV2])
+		}
 	default:
 		h.log.Warn("session value in redis has a format this handler does not know (written by a newer version?); treating the session as not found",
 			"redis", h.where, "session", shortID(id), "format", int(format))
@@ -284,7 +316,7 @@ func (h *Handler) decode(id string, v []byte, now time.Time) (sdk.Record, error)
 		return sdk.Record{}, sdk.ErrNotFound
 	}
 	version := uint64(legacyVersion)
-	if header == headerV2 {
+	if header >= headerV2 {
 		version = max(binary.BigEndian.Uint64(v[headerV1:headerV2]), legacyVersion) // 0 was not written here either
 	}
 	return sdk.Record{Data: v[header:len(v):len(v)], Expires: expires, Version: version}, nil
@@ -370,16 +402,21 @@ func (h *Handler) warnNotString(id string) {
 }
 
 // Save stores r under id with SET key value PXAT <r.Expires in Unix ms>,
-// where value is the magic, r.Expires, a new random version and r.Data (see
-// the package documentation; r.Version is ignored), replacing whatever the
-// key held; Redis applies it atomically and removes the key once r.Expires
-// has passed. A record whose Expires is not in the future is not stored:
-// Save deletes the key instead, so an older record cannot be loaded either.
+// where value is the magic, r.Expires, a new random version, r.Principal
+// if there is one, and r.Data (see the package documentation; r.Version is
+// ignored), replacing whatever the key held; Redis applies it atomically
+// and removes the key once r.Expires has passed. A record whose Expires is
+// not in the future is not stored: Save deletes the key instead, so an
+// older record cannot be loaded either.
+//
+// A record with a principal is first added to the principal's index (see
+// index.go), then written.
 //
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
-// session id, without asking Redis; ctx.Err() when ctx is already done; and
-// an error naming Redis and its address when the write fails. After an
-// error, the key holds either the old record or the new one.
+// session id or a principal that is not a principal key, without asking
+// Redis; ctx.Err() when ctx is already done; and an error naming Redis and
+// its address when the write fails. After an error, the key holds either
+// the old record or the new one.
 func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -394,8 +431,14 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 		}
 		return nil
 	}
+	if err := checkPrincipal(r.Principal); err != nil {
+		return err
+	}
 	pxat := expiryMillis(r.Expires)
-	cmd := redis.NewStatusCmd(ctx, "set", key, encodeValue(pxat, newVersion(), r.Data), "pxat", pxat)
+	if err := h.index(ctx, r.Principal, id, pxat); err != nil {
+		return err
+	}
+	cmd := redis.NewStatusCmd(ctx, "set", key, encodeValue(pxat, newVersion(), r.Principal, r.Data), "pxat", pxat)
 	if err := h.client.Process(ctx, cmd); err != nil {
 		return h.fail(ctx, "save session "+shortID(id), err)
 	}

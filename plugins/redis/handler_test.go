@@ -470,10 +470,12 @@ func TestLoadTreatsAShortValueWithTheMagicAsNotFound(t *testing.T) {
 		"\x00t4\x01",
 		"\x00t4\x01\x00\x00\x01\x90\x00\x00\x00",
 		"\x00t4\x02",
-		"\x00t4\x02\x00\x00\x01\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09", // expiry, 7 of the version's 8 bytes
+		"\x00t4\x02\x00\x00\x01\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09",               // expiry, 7 of the version's 8 bytes
+		"\x00t4\x03\x00\x00\x01\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09",           // expiry, version, no principal length
+		"\x00t4\x03\x00\x00\x01\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x09\x40abcdef", // a principal of 64 announced, 6 there
 	}
 	unknown := storedValue("a token of a newer format", time.Now().Add(time.Hour), 77)
-	unknown = unknown[:3] + "\x03" + unknown[4:]
+	unknown = unknown[:3] + "\x04" + unknown[4:]
 	for _, v := range append(short, unknown) {
 		id := randomID(t)
 		if err := srv.Client().Set(ctx, DefaultPrefix+id, v, time.Hour).Err(); err != nil {

@@ -18,11 +18,12 @@ import (
 // It judges the stored value as decode and loadLegacy do, against the
 // caller's clock (ARGV[4]), so a record Load reports as not found is no
 // record here either: a value with the magic counts only when its format is
-// 1 or 2, it is long enough for its header and its expiry is after now; a
+// 1, 2 or 3, it is long enough for its header (with a format-3 value's
+// principal) and its expiry is after now; a
 // bare token (no magic) counts while its key's expiry (PEXPIRETIME, or PTTL
 // on a Redis without it) is after now; anything else, a key of another type
 // included, is no record. The current version is then bytes 13..20 of a
-// format-2 value, legacyVersion for the earlier formats (and for a stored
+// format-2 or format-3 value, legacyVersion for the earlier formats (and for a stored
 // version 0, which this handler never writes), and eight zero bytes for no
 // record. Versions are compared as their 8 big-endian bytes, so expect 0
 // matches exactly "no record".
@@ -50,13 +51,14 @@ end
 if cur then
 	if #cur >= 4 and string.sub(cur, 1, 3) == '\0t4' then
 		local f, hdr = string.byte(cur, 4), 0
-		if f == 1 then hdr = 12 elseif f == 2 then hdr = 20 end
+		if f == 1 then hdr = 12 elseif f == 2 then hdr = 20
+		elseif f == 3 and #cur >= 21 then hdr = 21 + string.byte(cur, 21) end
 		if hdr > 0 and #cur >= hdr then
 			local e = 0
 			for i = 5, 12 do e = e * 256 + string.byte(cur, i) end
 			if e > now then
 				kind, ver = 2, legacy
-				if hdr == 20 and string.sub(cur, 13, 20) ~= none then
+				if f >= 2 and string.sub(cur, 13, 20) ~= none then
 					ver = string.sub(cur, 13, 20)
 				end
 			end
@@ -138,10 +140,13 @@ const lockSuffix = ":lock"
 // read as Load reads it), or Found=false when there is no live record. A
 // record whose Expires is not in the future is not stored: when the version
 // matches, SaveIf deletes the key instead, and returns a new version that
-// no record has.
+// no record has. A record with a principal is added to the principal's
+// index before the script runs (see index.go), whatever the script then
+// decides.
 //
 // It returns an error wrapping sdk.ErrInvalidID for an id that is not a
-// session id, without asking Redis; ctx.Err() when ctx is already done; and
+// session id or a principal that is not a principal key, without asking
+// Redis; ctx.Err() when ctx is already done; and
 // an error naming Redis and its address when Redis fails. After such an
 // error, the key holds either the old record or the new one.
 func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
@@ -152,13 +157,21 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 	if err != nil {
 		return 0, err
 	}
+	if err := checkPrincipal(r.Principal); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	ver := newVersion()
 	var value []byte
 	var pxat int64 // 0: delete
 	if r.Expires.After(now) {
 		pxat = expiryMillis(r.Expires)
-		value = encodeValue(pxat, ver, r.Data)
+		value = encodeValue(pxat, ver, r.Principal, r.Data)
+		// The index first: an entry for a write that then conflicts is
+		// harmless (see index.go).
+		if err := h.index(ctx, r.Principal, id, pxat); err != nil {
+			return 0, err
+		}
 	}
 	var want [8]byte
 	binary.BigEndian.PutUint64(want[:], expect)

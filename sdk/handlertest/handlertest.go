@@ -84,6 +84,10 @@ func Checks() []Check {
 		{"lock: one token at a time, extended by its holder, released only by it", true, checkLock},
 		{"lock: a lock expires", false, checkLockExpires},
 		{"lock: exactly one of concurrent Locks wins", false, checkLockOneWinner},
+		{"index: CloseAll closes exactly the principal's live sessions", true, checkCloseAll},
+		{"index: a session saved since under another principal or none is not the old principal's", true, checkCloseAllMoved},
+		{"index: CloseAll of an unknown principal closes nothing", true, checkCloseAllUnknown},
+		{"index: a SaveIf after CloseAll fails (a destroyed session stays destroyed)", true, checkCloseAllStaysClosed},
 	}
 }
 

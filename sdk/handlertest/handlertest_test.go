@@ -221,6 +221,9 @@ func (s *vmem) Unlock(ctx context.Context, id, token string) error {
 func TestAVersionedLockingHandlerPasses(t *testing.T) {
 	Run(t, newVmem())
 	for _, r := range CheckAll(context.Background(), newVmem(), Options{}) {
+		if r.Skipped && strings.HasPrefix(r.Name, "index:") {
+			continue // it has no index
+		}
 		if r.Skipped || r.Err != nil {
 			t.Errorf("%s: skipped=%v err=%v", r.Name, r.Skipped, r.Err)
 		}
@@ -283,7 +286,131 @@ func TestProtocol2ChecksAreSkippedForAPlainHandler(t *testing.T) {
 			t.Errorf("%s: %v", r.Name, r.Err)
 		}
 	}
-	if skipped != 8 {
-		t.Errorf("%d checks skipped for a protocol-1 handler, want the 8 protocol-2 checks", skipped)
+	if skipped != 12 {
+		t.Errorf("%d checks skipped for a protocol-1 handler, want the 12 protocol-2 checks", skipped)
+	}
+}
+
+// ivmem is a correct versioned handler with a principal index.
+type ivmem struct {
+	*vmem
+	index map[string]map[string]bool // principal -> ids
+}
+
+func newIvmem() *ivmem { return &ivmem{vmem: newVmem(), index: map[string]map[string]bool{}} }
+
+func (s *ivmem) indexID(id string, r sdk.Record) {
+	if r.Principal == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.index[r.Principal] == nil {
+		s.index[r.Principal] = map[string]bool{}
+	}
+	s.index[r.Principal][id] = true
+}
+
+func (s *ivmem) Save(ctx context.Context, id string, r sdk.Record) error {
+	s.indexID(id, r)
+	return s.vmem.Save(ctx, id, r)
+}
+
+func (s *ivmem) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
+	s.indexID(id, r)
+	return s.vmem.SaveIf(ctx, id, r, expect)
+}
+
+func (s *ivmem) CloseAll(ctx context.Context, p string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id := range s.index[p] {
+		if r, ok := s.m[id]; ok && r.Principal == p {
+			if time.Now().Before(r.Expires) {
+				n++
+			}
+			delete(s.m, id)
+		}
+	}
+	delete(s.index, p)
+	return n, nil
+}
+
+func TestAnIndexingHandlerPasses(t *testing.T) {
+	for _, r := range CheckAll(context.Background(), newIvmem(), Options{ExpiryWait: 300 * time.Millisecond}) {
+		if r.Skipped || r.Err != nil {
+			t.Errorf("%s: skipped=%v err=%v", r.Name, r.Skipped, r.Err)
+		}
+	}
+}
+
+// trustsTheIndex deletes whatever the index lists, without checking the
+// record's current principal.
+type trustsTheIndex struct{ *ivmem }
+
+func (s trustsTheIndex) CloseAll(ctx context.Context, p string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id := range s.index[p] {
+		if _, ok := s.m[id]; ok {
+			delete(s.m, id)
+			n++
+		}
+	}
+	delete(s.index, p)
+	return n, nil
+}
+
+// indexesSaveOnly forgets the principal of SaveIf.
+type indexesSaveOnly struct{ *ivmem }
+
+func (s indexesSaveOnly) SaveIf(ctx context.Context, id string, r sdk.Record, expect uint64) (uint64, error) {
+	return s.vmem.SaveIf(ctx, id, r, expect)
+}
+
+// emptiesInstead does not delete: it empties the records, which SaveIf
+// with the old version then overwrites.
+type emptiesInstead struct{ *ivmem }
+
+func (s emptiesInstead) CloseAll(ctx context.Context, p string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id := range s.index[p] {
+		if r, ok := s.m[id]; ok && r.Principal == p {
+			s.m[id] = sdk.Record{Expires: r.Expires} // "logged out": an empty session
+			n++
+		}
+	}
+	return n, nil
+}
+
+func TestTheKitNamesBrokenIndexes(t *testing.T) {
+	cases := []struct {
+		h    sdk.Handler
+		want string
+	}{
+		{trustsTheIndex{newIvmem()}, "index: a session saved since under another principal or none is not the old principal's"},
+		{indexesSaveOnly{newIvmem()}, "index: CloseAll closes exactly the principal's live sessions"},
+		{emptiesInstead{newIvmem()}, "index: a SaveIf after CloseAll fails (a destroyed session stays destroyed)"},
+	}
+	for _, c := range cases {
+		found := false
+		for _, r := range CheckAll(context.Background(), c.h, Options{Quick: true}) {
+			if r.Name == c.want {
+				found = true
+				if r.Err == nil {
+					t.Errorf("%T passed %q", c.h, c.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no check named %q", c.want)
+		}
 	}
 }

@@ -36,6 +36,9 @@ func offers(ctx context.Context, h sdk.Handler, c string) bool {
 	case shared.CapabilityLock:
 		_, ok := h.(sdk.Locker)
 		return ok
+	case shared.CapabilityIndex:
+		_, ok := h.(sdk.Indexer)
+		return ok
 	}
 	return false
 }

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rsession.proto\x12\x10tina4.session.v1\"\r\n\x0bInfoRequest\"\x8b\x01\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tprotocols\x18\x03 \x03(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12\x11\n\tfast_addr\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61st_secret\x18\x07 \x01(\x0c\"\x0f\n\rHealthRequest\"-\n\x0eHealthResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x19\n\x0bLoadRequest\x12\n\n\x02id\x18\x01 \x01(\t\"U\n\x0cLoadResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x04\"@\n\x0bSaveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\"\x0e\n\x0cSaveResponse\"V\n\rSaveIfRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\x12\x12\n\nif_version\x18\x04 \x01(\x04\"f\n\x0eSaveIfResponse\x12\r\n\x05saved\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x05 \x01(\x03\"8\n\x0bLockRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x03 \x01(\x03\" \n\x0cLockResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\"*\n\rUnlockRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x10\n\x0eUnlockResponse\"\x1a\n\x0c\x43loseRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x0f\n\rCloseResponse2\xdd\x04\n\x0eSessionHandler\x12\x45\n\x04Info\x12\x1d.tina4.session.v1.InfoRequest\x1a\x1e.tina4.session.v1.InfoResponse\x12K\n\x06Health\x12\x1f.tina4.session.v1.HealthRequest\x1a .tina4.session.v1.HealthResponse\x12\x45\n\x04Load\x12\x1d.tina4.session.v1.LoadRequest\x1a\x1e.tina4.session.v1.LoadResponse\x12\x45\n\x04Save\x12\x1d.tina4.session.v1.SaveRequest\x1a\x1e.tina4.session.v1.SaveResponse\x12H\n\x05\x43lose\x12\x1e.tina4.session.v1.CloseRequest\x1a\x1f.tina4.session.v1.CloseResponse\x12K\n\x06SaveIf\x12\x1f.tina4.session.v1.SaveIfRequest\x1a .tina4.session.v1.SaveIfResponse\x12\x45\n\x04Lock\x12\x1d.tina4.session.v1.LockRequest\x1a\x1e.tina4.session.v1.LockResponse\x12K\n\x06Unlock\x12\x1f.tina4.session.v1.UnlockRequest\x1a .tina4.session.v1.UnlockResponseB*Z(github.com/tina4go/sessions/shared/protob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rsession.proto\x12\x10tina4.session.v1\"\r\n\x0bInfoRequest\"\x8b\x01\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tprotocols\x18\x03 \x03(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0b\n\x03pid\x18\x05 \x01(\x03\x12\x11\n\tfast_addr\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61st_secret\x18\x07 \x01(\x0c\"\x0f\n\rHealthRequest\"-\n\x0eHealthResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x19\n\x0bLoadRequest\x12\n\n\x02id\x18\x01 \x01(\t\"U\n\x0cLoadResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x04\"S\n\x0bSaveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\x12\x11\n\tprincipal\x18\x04 \x01(\t\"\x0e\n\x0cSaveResponse\"i\n\rSaveIfRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x03 \x01(\x03\x12\x12\n\nif_version\x18\x04 \x01(\x04\x12\x11\n\tprincipal\x18\x05 \x01(\t\"f\n\x0eSaveIfResponse\x12\r\n\x05saved\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ms\x18\x05 \x01(\x03\"8\n\x0bLockRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x03 \x01(\x03\" \n\x0cLockResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\"*\n\rUnlockRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x10\n\x0eUnlockResponse\"\x1a\n\x0c\x43loseRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x0f\n\rCloseResponse\"$\n\x0f\x43loseAllRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\"\"\n\x10\x43loseAllResponse\x12\x0e\n\x06\x63losed\x18\x01 \x01(\x03\x32\xb0\x05\n\x0eSessionHandler\x12\x45\n\x04Info\x12\x1d.tina4.session.v1.InfoRequest\x1a\x1e.tina4.session.v1.InfoResponse\x12K\n\x06Health\x12\x1f.tina4.session.v1.HealthRequest\x1a .tina4.session.v1.HealthResponse\x12\x45\n\x04Load\x12\x1d.tina4.session.v1.LoadRequest\x1a\x1e.tina4.session.v1.LoadResponse\x12\x45\n\x04Save\x12\x1d.tina4.session.v1.SaveRequest\x1a\x1e.tina4.session.v1.SaveResponse\x12H\n\x05\x43lose\x12\x1e.tina4.session.v1.CloseRequest\x1a\x1f.tina4.session.v1.CloseResponse\x12K\n\x06SaveIf\x12\x1f.tina4.session.v1.SaveIfRequest\x1a .tina4.session.v1.SaveIfResponse\x12\x45\n\x04Lock\x12\x1d.tina4.session.v1.LockRequest\x1a\x1e.tina4.session.v1.LockResponse\x12K\n\x06Unlock\x12\x1f.tina4.session.v1.UnlockRequest\x1a .tina4.session.v1.UnlockResponse\x12Q\n\x08\x43loseAll\x12!.tina4.session.v1.CloseAllRequest\x1a\".tina4.session.v1.CloseAllResponseB*Z(github.com/tina4go/sessions/shared/protob\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'session_pb2', globals())
@@ -34,25 +34,29 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LOADRESPONSE._serialized_start=283
   _LOADRESPONSE._serialized_end=368
   _SAVEREQUEST._serialized_start=370
-  _SAVEREQUEST._serialized_end=434
-  _SAVERESPONSE._serialized_start=436
-  _SAVERESPONSE._serialized_end=450
-  _SAVEIFREQUEST._serialized_start=452
-  _SAVEIFREQUEST._serialized_end=538
-  _SAVEIFRESPONSE._serialized_start=540
-  _SAVEIFRESPONSE._serialized_end=642
-  _LOCKREQUEST._serialized_start=644
-  _LOCKREQUEST._serialized_end=700
-  _LOCKRESPONSE._serialized_start=702
-  _LOCKRESPONSE._serialized_end=734
-  _UNLOCKREQUEST._serialized_start=736
-  _UNLOCKREQUEST._serialized_end=778
-  _UNLOCKRESPONSE._serialized_start=780
-  _UNLOCKRESPONSE._serialized_end=796
-  _CLOSEREQUEST._serialized_start=798
-  _CLOSEREQUEST._serialized_end=824
-  _CLOSERESPONSE._serialized_start=826
-  _CLOSERESPONSE._serialized_end=841
-  _SESSIONHANDLER._serialized_start=844
-  _SESSIONHANDLER._serialized_end=1449
+  _SAVEREQUEST._serialized_end=453
+  _SAVERESPONSE._serialized_start=455
+  _SAVERESPONSE._serialized_end=469
+  _SAVEIFREQUEST._serialized_start=471
+  _SAVEIFREQUEST._serialized_end=576
+  _SAVEIFRESPONSE._serialized_start=578
+  _SAVEIFRESPONSE._serialized_end=680
+  _LOCKREQUEST._serialized_start=682
+  _LOCKREQUEST._serialized_end=738
+  _LOCKRESPONSE._serialized_start=740
+  _LOCKRESPONSE._serialized_end=772
+  _UNLOCKREQUEST._serialized_start=774
+  _UNLOCKREQUEST._serialized_end=816
+  _UNLOCKRESPONSE._serialized_start=818
+  _UNLOCKRESPONSE._serialized_end=834
+  _CLOSEREQUEST._serialized_start=836
+  _CLOSEREQUEST._serialized_end=862
+  _CLOSERESPONSE._serialized_start=864
+  _CLOSERESPONSE._serialized_end=879
+  _CLOSEALLREQUEST._serialized_start=881
+  _CLOSEALLREQUEST._serialized_end=917
+  _CLOSEALLRESPONSE._serialized_start=919
+  _CLOSEALLRESPONSE._serialized_end=953
+  _SESSIONHANDLER._serialized_start=956
+  _SESSIONHANDLER._serialized_end=1644
 # @@protoc_insertion_point(module_scope)

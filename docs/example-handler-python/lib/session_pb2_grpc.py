@@ -54,6 +54,11 @@ class SessionHandlerStub(object):
         request_serializer=session__pb2.UnlockRequest.SerializeToString,
         response_deserializer=session__pb2.UnlockResponse.FromString,
         )
+    self.CloseAll = channel.unary_unary(
+        '/tina4.session.v1.SessionHandler/CloseAll',
+        request_serializer=session__pb2.CloseAllRequest.SerializeToString,
+        response_deserializer=session__pb2.CloseAllResponse.FromString,
+        )
 
 
 class SessionHandlerServicer(object):
@@ -123,6 +128,18 @@ class SessionHandlerServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def CloseAll(self, request, context):
+    """Protocol 2, capability "index": CloseAll destroys every live record
+    whose current principal (the principal of its latest Save or SaveIf)
+    is principal, and answers how many live records it destroyed; records
+    saved since with another principal or none stay. A host sends
+    principals (SaveRequest.principal, SaveIfRequest.principal) only to a
+    handler with the capability.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionHandlerServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -165,6 +182,11 @@ def add_SessionHandlerServicer_to_server(servicer, server):
           servicer.Unlock,
           request_deserializer=session__pb2.UnlockRequest.FromString,
           response_serializer=session__pb2.UnlockResponse.SerializeToString,
+      ),
+      'CloseAll': grpc.unary_unary_rpc_method_handler(
+          servicer.CloseAll,
+          request_deserializer=session__pb2.CloseAllRequest.FromString,
+          response_serializer=session__pb2.CloseAllResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 		filepath.Join(hostileDir, "Spawner"):            "github.com/tina4go/sessions/loader/testdata/spawner",
 		filepath.Join(hostileDir, "Hunter"):             "github.com/tina4go/sessions/loader/testdata/hunter",
 		filepath.Join(hostileDir, "SmallMsg"):           "github.com/tina4go/sessions/loader/testdata/smallmsg",
+		filepath.Join(hostileDir, "Probe"):              "github.com/tina4go/sessions/loader/testdata/probe",
 	} {
 		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)

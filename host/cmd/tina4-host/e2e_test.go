@@ -541,7 +541,7 @@ func TestPluginsCommands(t *testing.T) {
 		t.Fatalf("plugins: %v\n%s", err, out)
 	}
 	for _, want := range []string{"SessionFileHandler", "sha256:", "usable: yes", "version=", filepath.Join(pluginsDir, "SessionFileHandler"), "transport: fast",
-		"protocols=[2 1]", "capabilities=[versions lock]", "concurrency: record versions", "TINA4_SESSION_LOCK available"} {
+		"protocols=[2 1]", "capabilities=[versions lock index]", "concurrency: record versions", "TINA4_SESSION_LOCK available"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("`plugins` output lacks %q:\n%s", want, out)
 		}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,6 +25,17 @@ func TestAPluginThatStopsAnsweringIsRecycled(t *testing.T) {
 	pid := s.pluginPID(t)
 	syscall.Kill(pid, syscall.SIGSTOP) // alive, answering nothing: a wedged plugin
 	defer syscall.Kill(pid, syscall.SIGCONT)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		// A SIGSTOP is delivered asynchronously: wait for the stopped state.
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %d did not stop", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if r := call(t, c, "GET", s.url("/api/session"), ""); r.Code != 503 {
 		t.Fatalf("a request while the plugin is wedged: %d, want 503", r.Code)
 	}
@@ -68,5 +82,15 @@ func TestAPluginWhoseStoreHangsIsNotRecycled(t *testing.T) {
 	}
 	if strings.Contains(s.log.String(), "liveness probe") {
 		t.Errorf("the host blamed the plugin for a hung store:\n%s", s.log)
+	}
+}
+
+func TestStopRunsWhenTheHostShutsDownGracefully(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "probe.log")
+	s := startServer(t, serverOpts{env: []string{"TINA4_PLUGIN_DIR=" + hostileDir, "TINA4_SESSION_HANDLER=Probe", "TINA4_SESSION_PROBE_LOG=" + log}})
+	s.stop() // SIGTERM
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "stopped") {
+		t.Fatalf("the handler's sdk.Stopper.Stop did not run on the host's graceful shutdown; its log: %q\n%s", b, s.log)
 	}
 }

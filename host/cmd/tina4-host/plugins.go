@@ -102,6 +102,11 @@ func describeConcurrency(info shared.Info) string {
 	} else {
 		d += "; no session lock (TINA4_SESSION_LOCK refused)"
 	}
+	if info.HasCapability(shared.CapabilityIndex) {
+		d += "; DestroyAll available"
+	} else {
+		d += "; no user index (DestroyAll refused)"
+	}
 	return d
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,10 +33,13 @@ func newServer(h *host.Host, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /api/session", s.apiDelete)
 	mux.HandleFunc("POST /api/session/regenerate", s.apiRegenerate)
 	mux.HandleFunc("POST /api/session/incr/{key}", s.apiIncr)
+	mux.HandleFunc("POST /api/session/remember", s.apiRemember)
+	mux.HandleFunc("POST /api/session/login/{user}", s.apiLogin)
 	withSessions := h.Wrap(mux)
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz) // no session needed
+	root.HandleFunc("DELETE /api/users/{user}/sessions", s.apiDestroyAll)
 	// The default registry: the host's metrics (serve opens it with
 	// host.WithMetrics(nil)) and the Go runtime and process collectors.
 	root.Handle("GET /metrics", promhttp.Handler())
@@ -83,6 +87,33 @@ func pause(w http.ResponseWriter, r *http.Request) bool {
 	}
 }
 
+// apiLogin is a login as an app does it: a new id, the user attached (for
+// DELETE /api/users/{user}/sessions) and kept as a value.
+func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	sess := host.FromRequest(r)
+	user := r.PathValue("user")
+	sess.Regenerate()
+	sess.SetUser(user)
+	if err := sess.Set("user", user); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"values": sess.All()})
+}
+
+// apiDestroyAll ends every session of a user, on every host (log out
+// everywhere). The reference server does not authenticate anyone: a real app
+// must only let a user (or an admin) do this for themselves.
+func (s *server) apiDestroyAll(w http.ResponseWriter, r *http.Request) {
+	n, err := s.h.DestroyAll(r.Context(), r.PathValue("user"))
+	if err != nil {
+		s.log.Error("destroy all sessions of a user failed", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"destroyed": n})
+}
+
 func (s *server) apiRegenerate(w http.ResponseWriter, r *http.Request) {
 	if !pause(w, r) {
 		return
@@ -90,6 +121,21 @@ func (s *server) apiRegenerate(w http.ResponseWriter, r *http.Request) {
 	sess := host.FromRequest(r)
 	sess.Regenerate()
 	writeJSON(w, http.StatusOK, map[string]any{"values": sess.All()})
+}
+
+// apiRemember sets the session's cookie choice from ?on=true|false
+// (Session.RememberMe): on, a persistent cookie (Max-Age); off, a
+// browser-session cookie. The choice sticks to the session; a session with
+// no values is not stored, so set a value first (or in the same request).
+func (s *server) apiRemember(w http.ResponseWriter, r *http.Request) {
+	on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "on must be true or false"})
+		return
+	}
+	sess := host.FromRequest(r)
+	sess.RememberMe(on)
+	writeJSON(w, http.StatusOK, map[string]any{"values": sess.All(), "remember": on})
 }
 
 // apiIncr adds one to the number stored under key: a read-modify-write,
