@@ -407,7 +407,7 @@ func TestStderrWithoutNewlinesStaysBounded(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	// The unit under the plugin: whatever arrives, the partial line stays bounded.
-	s := &stderrLog{tail: newTailBuffer(20), log: quietLogger()}
+	s := &pipeStderr{tail: newTailBuffer(20), log: quietLogger()}
 	chunk := bytes.Repeat([]byte("y"), 1000)
 	for range 10000 { // 10 MB, no newline
 		s.Write(chunk)

@@ -204,7 +204,7 @@ func launchOnce(ctx context.Context, path, name string, cfg Config, isolate bool
 		SkipHostEnv:      true,
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           &pipeStderr{tail: tail, log: cfg.Logger.With("handler", name)},
-		SyncStderr:       &stderrLog{tail: tail, log: cfg.Logger.With("handler", name)},
+		SyncStderr:       &pipeStderr{tail: tail, log: cfg.Logger.With("handler", name)},
 		Logger:           stderrMuted{hclogFor(cfg.Logger, name), filepath.Base(cmd.Path)},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.MaxRecordSize+64<<10),

@@ -59,76 +59,17 @@ func (t *tailBuffer) String() string {
 	return strings.Join(lines, "\n")
 }
 
-// stderrLog receives what a plugin writes to stderr after its handshake
-// (go-plugin streams it over gRPC): each line is kept in tail for crash
-// reports and logged under the handler's name, at the level the line
-// carries when it is a JSON log record from sdk.Logger.
-type stderrLog struct {
-	tail    *tailBuffer
-	log     *slog.Logger
-	mu      sync.Mutex
-	partial []byte
-}
-
-func (s *stderrLog) Write(p []byte) (int, error) {
-	s.tail.Write(p)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.partial = append(s.partial, p...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			break
-		}
-		s.logLine(s.partial[:i])
-		s.partial = s.partial[i+1:]
-	}
-	if len(s.partial) > maxLine {
-		// A plugin writing without newlines must not grow the host: log
-		// what came so far as one (cut) line and start again.
-		s.logLine(s.partial[:maxLine])
-		s.partial = s.partial[:0]
-	}
-	if cap(s.partial) > 4*maxLine && len(s.partial) == 0 {
-		s.partial = nil
-	}
-	return len(p), nil
-}
-
 // maxLine is the longest stderr line the host keeps whole.
 const maxLine = 64 << 10
 
-func (s *stderrLog) logLine(line []byte) {
-	var rec map[string]any
-	if json.Unmarshal(line, &rec) != nil {
-		s.log.Info(string(line))
-		return
-	}
-	msg, _ := rec["@message"].(string)
-	lvl, _ := rec["@level"].(string)
-	var attrs []any
-	for k, v := range rec {
-		if !strings.HasPrefix(k, "@") {
-			attrs = append(attrs, k, v)
-		}
-	}
-	level := slog.LevelInfo
-	switch lvl {
-	case "trace", "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	s.log.Log(context.Background(), level, msg, attrs...)
-}
-
-// pipeStderr logs every line a plugin writes to its stderr pipe. go-plugin
-// copies each raw line here; its own parsing of those lines is turned off
-// (stderrMuted), because it drops plain lines and JSON lines whose
-// timestamp is not hclog's to debug level, and it panics, taking the host
-// with it, on a JSON line whose "@message" or "@level" is not a string. Here:
+// pipeStderr logs every line a plugin writes to stderr: to its stderr pipe
+// (go-plugin copies each raw line here) and, for a Go plugin, to the
+// os.Stderr go-plugin streams over gRPC once the plugin serves (one
+// pipeStderr each, as lines of the two may interleave). go-plugin's own
+// parsing of the pipe's lines is turned off (stderrMuted): it drops plain
+// lines and JSON lines whose timestamp is not hclog's to debug level, and
+// it panics, taking the host with it, on a JSON line whose "@message" or
+// "@level" is not a string. Here:
 //
 //   - an hclog JSON line ({"@level":..., "@message":...}) is logged at its
 //     level, with its other fields (trace and debug are dropped, as the
@@ -160,6 +101,8 @@ func (s *pipeStderr) Write(p []byte) (int, error) {
 		s.partial = s.partial[i+1:]
 	}
 	if len(s.partial) > maxLine {
+		// A plugin writing without newlines must not grow the host: log
+		// what came so far as one (cut) line and start again.
 		s.logLine(s.partial[:maxLine])
 		s.partial = s.partial[:0]
 	}
