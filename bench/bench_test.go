@@ -397,6 +397,7 @@ func measure(b *testing.B, k resultKey, c int, call func(w int) error) sample {
 	b.ReportAllocs()
 	b.ResetTimer()
 	runtime.ReadMemStats(&before)
+	busyBefore, haveBusy := machineBusy()
 	start := time.Now()
 	for w := 0; w < c; w++ {
 		wg.Add(1)
@@ -416,12 +417,17 @@ func measure(b *testing.B, k resultKey, c int, call func(w int) error) sample {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	busyAfter, _ := machineBusy()
 	b.StopTimer()
 	runtime.ReadMemStats(&after)
 	if first != nil {
 		b.Fatal(first)
 	}
 	s := sample{n: b.N, elapsed: elapsed, allocs: after.Mallocs - before.Mallocs}
+	if haveBusy {
+		s.busy = busyAfter - busyBefore
+		b.ReportMetric(s.cpuPerOp(), "cpu-µs/op")
+	}
 	record(k, s)
 	return s
 }

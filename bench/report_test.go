@@ -19,11 +19,15 @@ type sample struct {
 	n       int           // calls (requests, Loads) made
 	elapsed time.Duration // wall time they took
 	allocs  uint64        // heap allocations in this process meanwhile
+	busy    time.Duration // CPU time of the whole machine meanwhile (0: unknown)
 }
 
 func (s sample) perSec() float64      { return float64(s.n) / s.elapsed.Seconds() }
 func (s sample) nsPerOp() float64     { return float64(s.elapsed.Nanoseconds()) / float64(s.n) }
 func (s sample) allocsPerOp() float64 { return float64(s.allocs) / float64(s.n) }
+
+// cpuPerOp is the machine's CPU time per call, in microseconds.
+func (s sample) cpuPerOp() float64 { return float64(s.busy.Microseconds()) / float64(s.n) }
 
 // resultKey names one sub-benchmark: <bench>/round=<round>/<variant>/c=<c>.
 type resultKey struct {

@@ -212,11 +212,26 @@ func ValidID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
+		if !idByte[id[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// idByte marks the bytes of the URL-safe base64 alphabet. ValidID runs on
+// every call on the way to a store, several times a request, so it is a
+// table lookup a byte.
+var idByte = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()

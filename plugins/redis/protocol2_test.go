@@ -449,3 +449,50 @@ func TestScriptsSurviveScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// SaveIf's script first looks only at the value's header (GETRANGE) and
+// writes when it is a live format-2 or format-3 header with the expected
+// version. Values whose header bytes 13..20 hold the expected version but
+// that are no live record of that version must still fall through to the
+// full check, and not be written over.
+func TestSaveIfHeaderPathWritesOnlyOverALiveRecordOfThatVersion(t *testing.T) {
+	h, srv, _ := startHandler(t)
+	ctx := context.Background()
+	const ver = uint64(0x0102030405060708)
+	live := time.Now().Add(time.Hour)
+	value := func(format byte, expires time.Time, principal string, data string) []byte {
+		v := encodeValue(expiryMillis(expires), ver, principal, []byte(data))
+		v[len(magicPrefix)] = format
+		return v
+	}
+	truncated := value(formatV3, live, "p-abcdefgh", "data")[:headerV3+3] // shorter than its principal
+	for _, c := range []struct {
+		what      string
+		value     []byte
+		ttl       time.Duration // on the key; 0: none
+		wantWrite bool
+	}{
+		{"a live format-2 value of that version", value(formatV2, live, "", "x"), time.Hour, true},
+		{"a live format-3 value of that version", value(formatV3, live, "p-abcdefgh", "x"), time.Hour, true},
+		{"a format-2 value past its header's expiry (key still there)", value(formatV2, time.Now().Add(-time.Second), "", "x"), time.Hour, false},
+		{"a format-3 value shorter than its principal", truncated, time.Hour, false},
+		{"a format-1 value whose data holds those bytes", value(formatV1, live, "", "\x01\x02\x03\x04\x05\x06\x07\x08"), time.Hour, false},
+		{"a format this handler does not know", value(9, live, "", "x"), time.Hour, false},
+		{"a bare token with those bytes", append([]byte("not-a-magic!"), value(formatV2, live, "", "")[12:20]...), time.Hour, false},
+	} {
+		id := randomID(t)
+		key := DefaultPrefix + id
+		if err := srv.Client().Set(ctx, key, c.value, c.ttl).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("new"), Expires: live}, ver)
+		got, _ := srv.Client().Get(ctx, key).Bytes()
+		wrote := hasMagic(got) && string(got[len(got)-3:]) == "new"
+		switch {
+		case c.wantWrite && (err != nil || !wrote):
+			t.Errorf("%s: want SaveIf with its version to write, got %v (wrote: %v)", c.what, err, wrote)
+		case !c.wantWrite && (err == nil || wrote):
+			t.Errorf("%s: want a conflict and the value left as it was, got %v (wrote: %v)", c.what, err, wrote)
+		}
+	}
+}
