@@ -73,6 +73,9 @@ type Codec struct {
 	// encoding; Open checks the expiry itself against its own now, so one
 	// parser serves every call.
 	parser *jwt.Parser
+	// opened skips the work of opening a token the Codec sealed or opened
+	// itself (see opened.go).
+	opened opened
 }
 
 // keyPair is the two keys derived from one secret.
@@ -267,7 +270,9 @@ func (c *Codec) SealMeta(id string, values []byte, issued, expires time.Time, me
 	if err != nil {
 		return nil, fmt.Errorf("seal session token: %w", err)
 	}
-	return []byte(s), nil
+	tok := []byte(s)
+	c.opened.put(id, openedEntry{token: []byte(s), values: bytes.Clone(values), exp: exp, meta: cl.meta()})
+	return tok, nil
 }
 
 // Open verifies token and decrypts the values it holds for session id, as of
@@ -294,21 +299,47 @@ func (c *Codec) Open(id string, token []byte, now time.Time) (values []byte, exp
 // OpenMeta is [Codec.Open], also returning what the token says about its
 // session (see [Meta]); on error, meta is the zero Meta.
 func (c *Codec) OpenMeta(id string, token []byte, now time.Time) (values []byte, expires time.Time, meta Meta, err error) {
+	if e, ok := c.opened.get(id, token); ok {
+		// Byte for byte a token this Codec sealed or verified for id.
+		if !now.Before(time.Unix(e.exp, 0)) {
+			return nil, time.Time{}, Meta{}, expiredAt(e.exp)
+		}
+		meta = e.meta
+		if meta.Persist != nil {
+			p := *meta.Persist
+			meta.Persist = &p
+		}
+		return bytes.Clone(e.values), time.Unix(e.exp, 0), meta, nil
+	}
 	var cl claims
 	values, expires, err = c.openInto(id, token, now, &cl)
 	if err != nil {
 		return nil, time.Time{}, Meta{}, err
 	}
-	meta.Created = time.Unix(cl.IAT, 0)
+	meta = cl.meta()
+	c.opened.put(id, openedEntry{token: bytes.Clone(token), values: bytes.Clone(values), exp: cl.EXP, meta: meta})
+	if meta.Persist != nil {
+		p := *meta.Persist
+		meta.Persist = &p
+	}
+	return values, expires, meta, nil
+}
+
+// meta is the Meta the claims hold.
+func (cl *claims) meta() Meta {
+	m := Meta{Created: time.Unix(cl.IAT, 0), Persist: cl.Per, Principal: cl.Prn}
 	if cl.CRT != 0 {
-		meta.Created = time.Unix(cl.CRT, 0)
+		m.Created = time.Unix(cl.CRT, 0)
 	}
 	if cl.TTL > 0 && cl.TTL <= int64(math.MaxInt64/time.Second) {
-		meta.TTL = time.Duration(cl.TTL) * time.Second
+		m.TTL = time.Duration(cl.TTL) * time.Second
 	}
-	meta.Persist = cl.Per
-	meta.Principal = cl.Prn
-	return values, expires, meta, nil
+	return m
+}
+
+// expiredAt is the error for a genuine token whose expiry, exp, has passed.
+func expiredAt(exp int64) error {
+	return fmt.Errorf("%w at %s", ErrExpired, time.Unix(exp, 0).UTC().Format(time.RFC3339))
 }
 
 // openInto is Open, with the verified claims left in cl.
@@ -327,7 +358,7 @@ func (c *Codec) openInto(id string, token []byte, now time.Time, cl *claims) (va
 	case cl.SID != id:
 		return nil, time.Time{}, fmt.Errorf("%w: sealed for another session id", ErrInvalid)
 	case !now.Before(time.Unix(cl.EXP, 0)):
-		return nil, time.Time{}, fmt.Errorf("%w at %s", ErrExpired, time.Unix(cl.EXP, 0).UTC().Format(time.RFC3339))
+		return nil, time.Time{}, expiredAt(cl.EXP)
 	}
 	buf, err := base64.RawURLEncoding.Strict().DecodeString(cl.Dat)
 	if err != nil {
