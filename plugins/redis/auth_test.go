@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func TestACLUserAuthentication(t *testing.T) {
 	srv := redistest.Start(t,
 		// The smallest set of rights docs/handlers/redis.md tells operators to grant.
 		"--user", "alice", "on", ">alicepw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+pttl", "+pexpire", "+evalsha", "+eval", "+ping",
-		"+zadd", "+zremrangebyscore", "+zrange", "+zscan", "+zscore", "+zrem", "+pexpireat", "+getrange",
+		"+zadd", "+zremrangebyscore", "+zrange", "+zscan", "+zscore", "+zrem", "+pexpireat", "+getrange", "+strlen",
 		"--user", "bob", "on", ">bobpw", "~*", "+@all", "-pexpiretime",
 		"--user", "carol", "on", ">carolpw", "~tina4:session:*", "+get", "+set", "+del", "+ping",
 		"--user", "dave", "on", ">davepw", "~tina4:session:*", "+evalsha", "+eval", "+ping",
@@ -212,5 +213,43 @@ func TestACLUserAuthentication(t *testing.T) {
 	_, err = bob.Load(ctx, legacy)
 	if err == nil || !strings.Contains(err.Error(), "NOPERM") || !strings.Contains(err.Error(), "PEXPIRETIME") {
 		t.Errorf("Load of a legacy value as a user without PEXPIRETIME: want an error with NOPERM naming the commands needed, got %v", err)
+	}
+}
+
+// A user given the rights documented before SaveIf read only the header
+// (no GETRANGE, no STRLEN) still saves conditionally: the script falls back
+// to reading the whole value. The conflict checks keep working.
+func TestSaveIfWithoutGetrangeOrStrlen(t *testing.T) {
+	srv := redistest.Start(t,
+		"--user", "erin", "on", ">erinpw", "~tina4:session:*", "+get", "+set", "+del", "+multi", "+exec", "+pexpiretime", "+pttl", "+pexpire", "+evalsha", "+eval", "+ping",
+		"+zadd", "+zremrangebyscore", "+zrange", "+zscan", "+zscore", "+zrem", "+pexpireat")
+	h, _ := newTestHandler(t, []string{srv.Addr()}, func(o *Options) { o.Redis.Username, o.Redis.Password = "erin", "erinpw" })
+	ctx := context.Background()
+	live := time.Now().Add(time.Hour)
+	for _, principal := range []string{"", handlertest.NewPrincipal()} {
+		id := randomID(t)
+		v1, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("one"), Expires: live, Principal: principal}, 0)
+		if err != nil {
+			t.Fatalf("principal %q: first SaveIf as erin: %v", principal, err)
+		}
+		v2, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("two"), Expires: live, Principal: principal}, v1)
+		if err != nil {
+			t.Fatalf("principal %q: SaveIf over the current version as erin: %v", principal, err)
+		}
+		if _, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte("stale"), Expires: live, Principal: principal}, v1); !isConflict(err, true) {
+			t.Errorf("principal %q: SaveIf over a stale version as erin: want a conflict, got %v", principal, err)
+		}
+		if rec, err := h.Load(ctx, id); err != nil || string(rec.Data) != "two" || rec.Version != v2 {
+			t.Errorf("principal %q: Load: got %q version %d, %v; want \"two\" version %d", principal, rec.Data, rec.Version, err, v2)
+		}
+	}
+	// The header path was tried and refused, so the saves above took the
+	// fallback.
+	st, err := srv.Client().Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`cmdstat_getrange:.*rejected_calls=[1-9]`).MatchString(st) {
+		t.Errorf("want GETRANGE refused to erin at least once, commandstats says:\n%s", st)
 	}
 }

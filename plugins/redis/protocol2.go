@@ -55,13 +55,19 @@ local function write()
 	end
 	return 0
 end
+-- fits reports whether the value is at least n bytes long.
+local function fits(n)
+	local l = redis.pcall('STRLEN', key)
+	return type(l) == 'number' and l >= n
+end
 -- The common case: a live format-2 or format-3 value holding the expected
--- version. Only its header is read.
+-- version. Only its header is read. A user whose ACL lacks GETRANGE or
+-- STRLEN takes the path below, which reads the whole value.
 if want ~= none then
 	local h = redis.pcall('GETRANGE', key, 0, 20)
 	if type(h) == 'string' and string.sub(h, 13, 20) == want and string.sub(h, 1, 3) == '\0t4' then
 		local f = string.byte(h, 4)
-		if (f == 2 and #h >= 20) or (f == 3 and #h == 21 and redis.call('STRLEN', key) >= 21 + string.byte(h, 21)) then
+		if f == 2 and #h >= 20 or f == 3 and #h == 21 and fits(21 + string.byte(h, 21)) then
 			local e = 0
 			for i = 5, 12 do e = e * 256 + string.byte(h, i) end
 			if e > now then
