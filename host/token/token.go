@@ -83,6 +83,7 @@ type keyPair struct {
 	mac  []byte      // HS256 key
 	aead cipher.AEAD // AES-256-GCM; random 96-bit nonce prepended to the ciphertext
 	prn  []byte      // HMAC-SHA256 key for principal keys (see Principals)
+	macs *macPool    // HMAC-SHA256 states under mac, for sign
 }
 
 // New derives two independent 32-byte keys from secret with HKDF-SHA256: one
@@ -151,7 +152,7 @@ func deriveKeys(secret []byte) (keyPair, error) {
 	if err != nil {
 		return keyPair{}, fmt.Errorf("derive session principal key: %w", err)
 	}
-	return keyPair{mac: macKey, aead: aead, prn: prnKey}, nil
+	return keyPair{mac: macKey, aead: aead, prn: prnKey, macs: newMACPool(macKey)}, nil
 }
 
 // prnInfo is the HKDF info of the key principal keys are made with.
@@ -266,12 +267,8 @@ func (c *Codec) SealMeta(id string, values []byte, issued, expires time.Time, me
 	if !meta.Created.IsZero() {
 		cl.CRT = meta.Created.Unix()
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, cl).SignedString(k.mac)
-	if err != nil {
-		return nil, fmt.Errorf("seal session token: %w", err)
-	}
-	tok := []byte(s)
-	c.opened.put(id, openedEntry{token: []byte(s), values: bytes.Clone(values), exp: exp, meta: cl.meta()})
+	tok := k.sign(cl)
+	c.opened.put(id, openedEntry{token: bytes.Clone(tok), values: bytes.Clone(values), exp: exp, meta: cl.meta()})
 	return tok, nil
 }
 
