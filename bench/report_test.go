@@ -137,6 +137,19 @@ func counterSummary(w io.Writer) {
 	}
 	table(w, append([]string{"ratio"}, cHeaders("")...), ratios)
 
+	if cpu := func(id string, c int) float64 { return meanOf(bench, name[id], c, sample.cpuPerOp) }; cpu("a", 1) > 0 {
+		fmt.Fprintf(w, "\n### CPU of the whole machine per request, µs (benchmark process, plugin and redis-server; mean of the rounds)\n\n")
+		var lines [][]string
+		for _, v := range counterVariants {
+			line := []string{label[v.id]}
+			for _, c := range concurrencies {
+				line = append(line, format("%.0f", cpu(v.id, c)))
+			}
+			lines = append(lines, line)
+		}
+		table(w, append([]string{"variant"}, cHeaders("")...), lines)
+	}
+
 	fmt.Fprintf(w, "\n### Mean requests/s as a fraction of %s\n\n", label["f"])
 	var fractions [][]string
 	for _, v := range counterVariants {
