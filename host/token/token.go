@@ -301,12 +301,7 @@ func (c *Codec) OpenMeta(id string, token []byte, now time.Time) (values []byte,
 		if !now.Before(time.Unix(e.exp, 0)) {
 			return nil, time.Time{}, Meta{}, expiredAt(e.exp)
 		}
-		meta = e.meta
-		if meta.Persist != nil {
-			p := *meta.Persist
-			meta.Persist = &p
-		}
-		return bytes.Clone(e.values), time.Unix(e.exp, 0), meta, nil
+		return bytes.Clone(e.values), time.Unix(e.exp, 0), e.meta.own(), nil
 	}
 	var cl claims
 	values, expires, err = c.openInto(id, token, now, &cl)
@@ -315,11 +310,17 @@ func (c *Codec) OpenMeta(id string, token []byte, now time.Time) (values []byte,
 	}
 	meta = cl.meta()
 	c.opened.put(id, openedEntry{token: bytes.Clone(token), values: bytes.Clone(values), exp: cl.EXP, meta: meta})
-	if meta.Persist != nil {
-		p := *meta.Persist
-		meta.Persist = &p
+	return values, expires, meta.own(), nil
+}
+
+// own is m with a Persist of its own, so a caller that changes it changes
+// no cached Meta.
+func (m Meta) own() Meta {
+	if m.Persist != nil {
+		p := *m.Persist
+		m.Persist = &p
 	}
-	return values, expires, meta, nil
+	return m
 }
 
 // meta is the Meta the claims hold.
