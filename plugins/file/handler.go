@@ -38,7 +38,7 @@ import (
 const Name = "SessionFileHandler"
 
 // Version is the handler's own version.
-const Version = "0.2.0"
+const Version = "0.3.0"
 
 const (
 	// suffix ends the name of every session file: <id>.sess.
@@ -61,6 +61,7 @@ type Handler struct {
 	now    func() time.Time
 
 	stripes [stripeCount]stripe
+	shards  [stripeCount]string // the subfolders (see path.go)
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Stop
@@ -113,6 +114,9 @@ func New(folder string, opts ...Option) (*Handler, error) {
 		now:    cfg.now,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if err := h.makeShards(); err != nil {
+		return nil, err
 	}
 	if err := h.openStripes(); err != nil {
 		return nil, err
@@ -176,6 +180,11 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 	}
 	content, info, err := readWhole(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Not moved into its subfolder yet, or no such session.
+		path = h.legacyPath(id)
+		content, info, err = readWhole(path)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		return sdk.Record{}, sdk.ErrNotFound
 	}
 	if err != nil {
@@ -201,12 +210,31 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 
 // removeExpired removes the file at path if it is still the one described
 // by info, holding the stripe of id so that no write of id slips between the
-// check and the removal.
+// check and the removal. Removing the file in the subfolder also removes a
+// file an earlier version left in the folder itself, which would otherwise
+// be read in its place.
 func (h *Handler) removeExpired(id, path string, info fs.FileInfo) error {
 	return h.withStripe(id, func() error {
-		_, err := removeIfUnchanged(path, info)
+		removed, err := removeIfUnchanged(path, info)
+		if err == nil && removed && path != h.legacyPath(id) {
+			err = removeLegacy(h.legacyPath(id))
+		}
 		return err
 	})
+}
+
+// removeLegacy removes the file at path, written by an earlier version
+// directly in the folder, if there is one. It looks before it removes: a
+// removal locks the folder, a look does not, and there is rarely anything
+// to remove.
+func removeLegacy(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // readWhole reads the file at path and returns its content and the
@@ -274,7 +302,13 @@ func (h *Handler) Save(ctx context.Context, id string, r sdk.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return tmp.commit(h, id, path)
+		if err := tmp.commit(h, id, path); err != nil {
+			return err
+		}
+		if err := removeLegacy(h.legacyPath(id)); err != nil {
+			return h.ioError("save", id, fmt.Errorf("remove the file of an earlier version: %w", unwrapPath(err)))
+		}
+		return nil
 	})
 }
 
@@ -319,17 +353,27 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		found, cur, err := h.current(path)
+		at, found, cur, err := h.current(id, path)
 		if err != nil {
 			return h.ioError("save", id, err)
 		}
 		switch {
 		case !found && expect == 0, found && cur == expect:
-			return tmp.commit(h, id, path)
+			if err := tmp.commit(h, id, path); err != nil {
+				return err
+			}
+			if at != path && at != "" {
+				// The record came from an earlier version's file: the
+				// new one in the subfolder replaces it.
+				if err := removeLegacy(at); err != nil {
+					return h.ioError("save", id, fmt.Errorf("remove the file of an earlier version: %w", unwrapPath(err)))
+				}
+			}
+			return nil
 		case !found:
 			return &sdk.ConflictError{Found: false}
 		}
-		rec, err := h.readLive(path)
+		rec, err := h.readLive(at)
 		if errors.Is(err, sdk.ErrNotFound) { // it expired a moment ago
 			return &sdk.ConflictError{Found: false}
 		}
@@ -344,19 +388,29 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 	return version, nil
 }
 
-// current reports whether path holds a live record and its version, reading
-// the header only. A missing, expired or damaged file is no live record.
-func (h *Handler) current(path string) (found bool, version uint64, err error) {
+// current reports whether id has a live record and its version, reading the
+// header only, from path (the file in id's subfolder) or, when there is no
+// such file, from the file an earlier version kept in the folder itself. at
+// is the file it read ("" when there is neither). A missing, expired or
+// damaged file is no live record.
+func (h *Handler) current(id, path string) (at string, found bool, version uint64, err error) {
+	at = path
 	hdr, info, err := readHeader(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errDamaged):
-		return false, 0, nil
-	case err != nil:
-		return false, 0, err
-	case hdr.dataLen != info.Size()-int64(hdr.size), !h.now().Before(hdr.expires):
-		return false, 0, nil
+	if errors.Is(err, fs.ErrNotExist) {
+		at = h.legacyPath(id)
+		hdr, info, err = readHeader(at)
 	}
-	return true, hdr.version, nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", false, 0, nil
+	case errors.Is(err, errDamaged):
+		return at, false, 0, nil
+	case err != nil:
+		return at, false, 0, err
+	case hdr.dataLen != info.Size()-int64(hdr.size), !h.now().Before(hdr.expires):
+		return at, false, 0, nil
+	}
+	return at, true, hdr.version, nil
 }
 
 // readLive reads the whole record at path; sdk.ErrNotFound when there is no
@@ -386,7 +440,13 @@ type tempFile struct {
 // writeTemp writes r with version into a new temporary file (mode 0600) in
 // the folder, syncs and closes it.
 func (h *Handler) writeTemp(id string, r sdk.Record, version uint64) (*tempFile, error) {
-	f, err := os.CreateTemp(h.folder, tmpPrefix+"*")
+	f, err := os.CreateTemp(h.shardDir(id), tmpPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// Someone removed the subfolder: make it again.
+		if err = os.Mkdir(h.shardDir(id), folderMode); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(h.shardDir(id), tmpPrefix+"*")
+		}
+	}
 	if err != nil {
 		return nil, h.ioError("save", id, fmt.Errorf("create temporary file: %w", unwrapPath(err)))
 	}
@@ -446,6 +506,9 @@ func (h *Handler) Close(ctx context.Context, id string) error {
 	}
 	return h.withStripe(id, func() error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return h.ioError("close", id, err)
+		}
+		if err := removeLegacy(h.legacyPath(id)); err != nil {
 			return h.ioError("close", id, err)
 		}
 		return nil

@@ -99,7 +99,7 @@ func TestSaveReplacesTheRecord(t *testing.T) {
 	if string(got.Data) != "second" {
 		t.Errorf("Load after two Saves: want the second record %q, got %q", "second", got.Data)
 	}
-	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != id+suffix {
+	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != inShard(id, id+suffix) {
 		t.Errorf("folder: want only %s.sess, got %v", id, names)
 	}
 }
@@ -246,7 +246,7 @@ func TestFailedSaveLeavesNoTemporaryFile(t *testing.T) {
 	if err == nil {
 		t.Fatal("Save onto a folder: want an error, got nil")
 	}
-	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != id+suffix {
+	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != inShard(id, id+suffix) {
 		t.Errorf("after a failed Save: want no temporary file left, folder holds %v", names)
 	}
 }
@@ -469,7 +469,7 @@ func TestConcurrentSavesAndLoadsNeverSeeAPartialRecord(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != id+suffix {
+	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != inShard(id, id+suffix) {
 		t.Errorf("after concurrent Saves: want only %s.sess left, folder holds %v", id, names)
 	}
 }
@@ -500,7 +500,7 @@ func TestDoneContextStopsEveryMethod(t *testing.T) {
 			t.Errorf("%s with a cancelled context: want an error wrapping context.Canceled, got %v", op.name, err)
 		}
 	}
-	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != id+suffix {
+	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != inShard(id, id+suffix) {
 		t.Errorf("after calls with a cancelled context: want the folder unchanged (only %s.sess), got %v", id, names)
 	}
 }

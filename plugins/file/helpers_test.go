@@ -39,12 +39,18 @@ func randomID(t *testing.T) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// sessionPath is where h keeps the session id.
+// sessionPath is where h keeps the session id: in the id's subfolder.
 func sessionPath(h *Handler, id string) string {
-	return filepath.Join(h.folder, id+suffix)
+	p, err := h.path(id)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
-// writeRaw puts content into the folder under name, bypassing Save.
+// writeRaw puts content into the folder itself under name, bypassing Save:
+// where an earlier version kept session files, and where damaged or foreign
+// files are planted.
 func writeRaw(t *testing.T, h *Handler, name string, content []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(h.folder, name), content, 0o600); err != nil {
@@ -52,9 +58,10 @@ func writeRaw(t *testing.T, h *Handler, name string, content []byte) {
 	}
 }
 
-// listFolder returns the sorted names in dir, leaving out the stripe lock
-// files (.lock-00 to .lock-3f) every Handler keeps there; stripeFiles lists
-// those.
+// listFolder returns the sorted names in dir and in its subfolders 00 to
+// 3f (a file in a subfolder as "<subfolder>/<name>"), leaving out the stripe
+// lock files (.lock-00 to .lock-3f) and the subfolders themselves, which
+// every Handler keeps there; stripeFiles lists the stripe files.
 func listFolder(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -63,13 +70,26 @@ func listFolder(t *testing.T, dir string) []string {
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if !isStripeName(e.Name()) {
+		switch {
+		case isStripeName(e.Name()):
+		case e.IsDir() && isShardName(e.Name()):
+			sub, err := os.ReadDir(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range sub {
+				names = append(names, e.Name()+"/"+f.Name())
+			}
+		default:
 			names = append(names, e.Name())
 		}
 	}
 	sort.Strings(names)
 	return names
 }
+
+// inShard is name as listFolder lists it when it sits in id's subfolder.
+func inShard(id, name string) string { return shardName(int(stripeIndex(id))) + "/" + name }
 
 // stripeFiles returns the sorted names of the stripe lock files in dir.
 func stripeFiles(t *testing.T, dir string) []string {

@@ -333,6 +333,10 @@ func (h *Handler) closeIfOf(id, principal string) (removed, live bool, err error
 	}
 	err = h.withStripe(id, func() error {
 		hdr, info, err := readHeader(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			path = h.legacyPath(id) // not moved into its subfolder yet
+			hdr, info, err = readHeader(path)
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, errDamaged):
 			return nil // gone, or not a session anyone can load
@@ -343,6 +347,11 @@ func (h *Handler) closeIfOf(id, principal string) (removed, live bool, err error
 		}
 		if removed, err = removeIfUnchanged(path, info); err != nil {
 			return h.ioError("close", id, err)
+		}
+		if removed && path != h.legacyPath(id) {
+			if err := removeLegacy(h.legacyPath(id)); err != nil {
+				return h.ioError("close", id, err)
+			}
 		}
 		live = removed && h.now().Before(hdr.expires) && hdr.dataLen == info.Size()-int64(hdr.size)
 		return nil

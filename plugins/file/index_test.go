@@ -133,7 +133,7 @@ func TestCloseAllDeletesOnlyFilesThatNameThePrincipal(t *testing.T) {
 		t.Fatalf("CloseAll: %d, %v; want 1 (the one complete live session of p)", n, err)
 	}
 	for what, id := range ids {
-		_, err := os.Stat(sessionPath(h, id))
+		_, err := os.Stat(h.legacyPath(id)) // planted where an earlier version kept them
 		gone := errors.Is(err, os.ErrNotExist)
 		if wantGone := strings.HasPrefix(what, "v3 of p"); gone != wantGone {
 			t.Errorf("%s: removed=%v, want %v", what, gone, wantGone)

@@ -94,7 +94,7 @@ func TestExpiredV1FileIsSweptAndNoRecordForSaveIf(t *testing.T) {
 	if removed, err := h.Sweep(time.Now()); removed != 1 || err != nil {
 		t.Errorf("Sweep with one expired v1 file: want 1 removed, got %d, %v", removed, err)
 	}
-	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != reused+suffix {
+	if names := listFolder(t, h.folder); len(names) != 1 || names[0] != inShard(reused, reused+suffix) {
 		t.Errorf("after Sweep: want only %s.sess, got %v", reused, names)
 	}
 }
@@ -207,7 +207,7 @@ func TestLockExpiresAndIsNotASession(t *testing.T) {
 	if got, err := h.Lock(ctx, id, "aaaa", time.Minute); !got || err != nil {
 		t.Fatalf("Lock: want true, got %v, %v", got, err)
 	}
-	content, err := os.ReadFile(filepath.Join(h.folder, id+lockSuffix))
+	content, err := os.ReadFile(sessionLockPath(h, id))
 	if err != nil {
 		t.Fatalf("want the lock file %s.lock: %v", id, err)
 	}
@@ -237,7 +237,7 @@ func TestLockExpiresAndIsNotASession(t *testing.T) {
 	if err := h.Unlock(ctx, id, "aaaa"); err != nil {
 		t.Errorf("Unlock by the old holder: want nil, got %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(h.folder, id+lockSuffix)); err != nil {
+	if _, err := os.Stat(sessionLockPath(h, id)); err != nil {
 		t.Errorf("Unlock by the old holder must leave the new holder's lock file: %v", err)
 	}
 	if err := h.Unlock(ctx, id, "bbbb"); err != nil {
@@ -308,7 +308,7 @@ func TestSweepRemovesExpiredLockFilesAndKeepsStripes(t *testing.T) {
 	if removed != 2 || err != nil {
 		t.Errorf("Sweep: want 2 lock files removed (expired, damaged), got %d, %v", removed, err)
 	}
-	want := append([]string{live + lockSuffix}, keep...)
+	want := append([]string{inShard(live, live+lockSuffix)}, keep...)
 	slices.Sort(want)
 	if got := listFolder(t, h.folder); !slices.Equal(got, want) {
 		t.Errorf("after Sweep:\nwant %v\ngot  %v", want, got)
@@ -332,7 +332,7 @@ func TestStripeAndLockFilesArePrivate(t *testing.T) {
 	if got, err := h.Lock(context.Background(), id, "aaaa", time.Minute); !got || err != nil {
 		t.Fatalf("Lock: %v, %v", got, err)
 	}
-	for _, name := range append(stripeFiles(t, h.folder), id+lockSuffix) {
+	for _, name := range append(stripeFiles(t, h.folder), inShard(id, id+lockSuffix)) {
 		info, err := os.Stat(filepath.Join(h.folder, name))
 		if err != nil {
 			t.Fatal(err)
@@ -527,4 +527,13 @@ func counterOf(t *testing.T, rec sdk.Record) int {
 		t.Fatalf("counter record holds %q", rec.Data)
 	}
 	return n
+}
+
+// sessionLockPath is where h keeps the lock of session id.
+func sessionLockPath(h *Handler, id string) string {
+	p, err := h.lockPath(id)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }

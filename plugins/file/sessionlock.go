@@ -46,7 +46,8 @@ func validToken(token string) bool {
 	return true
 }
 
-// lockPath returns the lock file of the session id, refusing ids as path does.
+// lockPath returns the lock file of the session id, in the id's subfolder
+// beside its session file, refusing ids as path does.
 func (h *Handler) lockPath(id string) (string, error) {
 	p, err := h.path(id)
 	if err != nil {
@@ -171,7 +172,13 @@ func parseLock(b []byte) (token string, expires time.Time, ok bool) {
 // lock or the new one. It is not synced: after a power cut a lock may be
 // gone, which frees the session. The caller holds the stripe.
 func (h *Handler) writeLock(path, token string, expires time.Time) error {
-	f, err := os.CreateTemp(h.folder, tmpPrefix+"*")
+	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// Someone removed the subfolder: make it again.
+		if err = os.Mkdir(filepath.Dir(path), folderMode); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create temporary file: %w", unwrapPath(err))
 	}
@@ -195,14 +202,17 @@ func (h *Handler) writeLock(path, token string, expires time.Time) error {
 	return nil
 }
 
-// sweepLock removes the lock file name if its lock has expired at now or
-// the file is damaged. It decides while holding the stripe of the id.
-func (h *Handler) sweepLock(name string, now time.Time) (bool, error) {
+// sweepLock removes the lock file name in dir if its lock has expired at now
+// or the file is damaged. It decides while holding the stripe of the id. dir
+// is the id's subfolder, or the folder itself for a lock file an earlier
+// version left there.
+func (h *Handler) sweepLock(dir, name string, now time.Time) (bool, error) {
 	id := name[:len(name)-len(lockSuffix)]
-	path, err := h.lockPath(id)
-	if err != nil || filepath.Base(path) != name {
+	own, err := h.lockPath(id)
+	if err != nil || filepath.Base(own) != name || (dir != h.folder && dir != filepath.Dir(own)) {
 		return false, nil // not a file Sweep may touch
 	}
+	path := filepath.Join(dir, name)
 	removed := false
 	err = h.withStripe(id, func() error {
 		info, err := os.Lstat(path)

@@ -83,14 +83,18 @@ func (s *stripe) open() error {
 	return nil
 }
 
-// stripeFor returns the stripe of id (FNV-1a of the id).
-func (h *Handler) stripeFor(id string) *stripe {
+// stripeFor returns the stripe of id.
+func (h *Handler) stripeFor(id string) *stripe { return &h.stripes[stripeIndex(id)] }
+
+// stripeIndex is the number of the stripe (and subfolder) of id: FNV-1a of
+// the id, modulo stripeCount.
+func stripeIndex(id string) uint32 {
 	x := uint32(2166136261)
 	for i := 0; i < len(id); i++ {
 		x ^= uint32(id[i])
 		x *= 16777619
 	}
-	return &h.stripes[x%stripeCount]
+	return x % stripeCount
 }
 
 // lock takes the stripe; unlock releases it. Every successful lock must be

@@ -25,18 +25,20 @@ const (
 	maxSweepErrors = 5
 )
 
-// Sweep removes, from the session folder, every <id>.sess file (format v1,
-// v2 or v3) whose record expired at or before now or whose content is
-// damaged, every <id>.lock file whose lock expired at or before now or that
-// is damaged, and every temporary file (.tmp-*) last modified more than an
-// hour before now. It reads only the header of each session file, and
-// removes a session or lock file while holding the stripe of its id. In
-// every <principal>.idx index file it drops the lines whose expiry is at
-// or before now, under the principal's stripe, and removes the file once
-// no line is left (counted as removed). It never touches the stripe files
-// (.lock-00 to .lock-3f), a file with any other name, a file whose name is
-// not a session id plus ".sess" or ".lock" or a principal key plus ".idx",
-// or anything that is not a regular file (folders, symlinks).
+// Sweep removes, from the session folder and its subfolders 00 to 3f, every
+// <id>.sess file (format v1, v2 or v3) whose record expired at or before now
+// or whose content is damaged, every <id>.lock file whose lock expired at or
+// before now or that is damaged, and every temporary file (.tmp-*) last
+// modified more than an hour before now. It reads only the header of each
+// session file, and removes a session or lock file while holding the
+// stripe of its id. In every <principal>.idx index file (in the folder
+// itself) it drops the lines whose expiry is at or before now, under the
+// principal's stripe, and removes the file once no line is left (counted as
+// removed). It never touches the stripe files (.lock-00 to .lock-3f), a
+// file with any other name, a session or lock file in a subfolder that is
+// not its id's, or anything that is not a regular file (folders other than
+// the subfolders, symlinks). Session and lock files directly in the folder
+// were left there by an earlier version and are swept the same way.
 //
 // Sweep goes on past errors with single files and returns how many files it
 // removed together with the errors it met (nil if none). The background
@@ -47,16 +49,35 @@ func (h *Handler) Sweep(now time.Time) (removed int, err error) {
 
 // sweep is Sweep, stopping early once stop is closed.
 func (h *Handler) sweep(now time.Time, stop <-chan struct{}) (removed int, err error) {
-	dir, err := os.Open(h.folder)
-	if err != nil {
-		return 0, fmt.Errorf("sweep session folder %s: %w", h.folder, unwrapPath(err))
-	}
-	defer dir.Close()
 	var errs sweepErrors
+	removed = h.sweepDir(h.folder, now, stop, &errs)
+	for _, dir := range h.shards {
+		select {
+		case <-stop:
+			return removed, errs.err()
+		default:
+		}
+		removed += h.sweepDir(dir, now, stop, &errs)
+	}
+	return removed, errs.err()
+}
+
+// sweepDir sweeps the entries of dir (the folder or one of its subfolders)
+// and returns how many files it removed.
+func (h *Handler) sweepDir(dir string, now time.Time, stop <-chan struct{}, errs *sweepErrors) (removed int) {
+	f, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) && dir != h.folder {
+		return 0 // a removed subfolder holds nothing to sweep
+	}
+	if err != nil {
+		errs.add(fmt.Errorf("sweep session folder %s: %w", dir, unwrapPath(err)))
+		return 0
+	}
+	defer f.Close()
 	for {
-		entries, rerr := dir.ReadDir(sweepBatch)
+		entries, rerr := f.ReadDir(sweepBatch)
 		for _, e := range entries {
-			ok, err := h.sweepEntry(e, now)
+			ok, err := h.sweepEntry(dir, e, now)
 			if ok {
 				removed++
 			}
@@ -66,44 +87,45 @@ func (h *Handler) sweep(now time.Time, stop <-chan struct{}) (removed int, err e
 		}
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) {
-				errs.add(fmt.Errorf("sweep session folder %s: %w", h.folder, unwrapPath(rerr)))
+				errs.add(fmt.Errorf("sweep session folder %s: %w", dir, unwrapPath(rerr)))
 			}
-			break
+			return removed
 		}
 		select {
 		case <-stop:
-			return removed, errs.err()
+			return removed
 		default:
 		}
 	}
-	return removed, errs.err()
 }
 
-// sweepEntry removes one folder entry if Sweep should, and reports whether
+// sweepEntry removes one entry of dir if Sweep should, and reports whether
 // it did.
-func (h *Handler) sweepEntry(e fs.DirEntry, now time.Time) (bool, error) {
+func (h *Handler) sweepEntry(dir string, e fs.DirEntry, now time.Time) (bool, error) {
 	name := e.Name()
 	if !e.Type().IsRegular() {
 		return false, nil
 	}
+	root := dir == h.folder
 	switch {
-	case isStripeName(name):
+	case root && isStripeName(name):
 		return false, nil
 	case strings.HasPrefix(name, tmpPrefix):
-		return h.sweepTemp(name, e, now)
+		return h.sweepTemp(dir, name, e, now)
 	case strings.HasSuffix(name, suffix) && sdk.ValidID(strings.TrimSuffix(name, suffix)):
-		return h.sweepSession(name, now)
+		return h.sweepSession(dir, name, now)
 	case strings.HasSuffix(name, lockSuffix) && sdk.ValidID(strings.TrimSuffix(name, lockSuffix)):
-		return h.sweepLock(name, now)
-	case strings.HasSuffix(name, idxSuffix) && sdk.ValidPrincipal(strings.TrimSuffix(name, idxSuffix)):
+		return h.sweepLock(dir, name, now)
+	case root && strings.HasSuffix(name, idxSuffix) && sdk.ValidPrincipal(strings.TrimSuffix(name, idxSuffix)):
 		return h.sweepIndex(name, now)
 	default:
 		return false, nil
 	}
 }
 
-// sweepTemp removes the temporary file name if it is older than tmpMaxAge.
-func (h *Handler) sweepTemp(name string, e fs.DirEntry, now time.Time) (bool, error) {
+// sweepTemp removes the temporary file name in dir if it is older than
+// tmpMaxAge.
+func (h *Handler) sweepTemp(dir, name string, e fs.DirEntry, now time.Time) (bool, error) {
 	info, err := e.Info()
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil // its Save finished meanwhile
@@ -114,7 +136,7 @@ func (h *Handler) sweepTemp(name string, e fs.DirEntry, now time.Time) (bool, er
 	if now.Sub(info.ModTime()) <= tmpMaxAge {
 		return false, nil
 	}
-	if err := os.Remove(filepath.Join(h.folder, name)); err != nil {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
@@ -123,13 +145,21 @@ func (h *Handler) sweepTemp(name string, e fs.DirEntry, now time.Time) (bool, er
 	return true, nil
 }
 
-// sweepSession removes the session file name if its record has expired or
-// the file is damaged. It reads the header only.
-func (h *Handler) sweepSession(name string, now time.Time) (bool, error) {
+// sweepSession removes the session file name in dir if its record has
+// expired or the file is damaged. It reads the header only. dir is the id's
+// subfolder, or the folder itself for a file an earlier version left there.
+func (h *Handler) sweepSession(dir, name string, now time.Time) (bool, error) {
 	id := strings.TrimSuffix(name, suffix)
 	path, err := h.path(id)
 	if err != nil {
 		return false, nil // not a file Sweep may touch
+	}
+	switch dir {
+	case filepath.Dir(path):
+	case h.folder:
+		path = h.legacyPath(id)
+	default:
+		return false, nil // in another id's subfolder: not a file Sweep may touch
 	}
 	hdr, info, err := readHeader(path)
 	if errors.Is(err, fs.ErrNotExist) {

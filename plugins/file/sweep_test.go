@@ -85,14 +85,27 @@ func TestSweepRemovesOnlyExpiredDamagedAndStaleFiles(t *testing.T) {
 	}
 	keep = append(keep, dirSess, ".tmp-old-folder", linkSess)
 
+	// In the subfolders: a stale temporary file (removed), an expired
+	// session file in the wrong subfolder and a foreign file (both kept).
+	inSub := filepath.Base(filepath.Dir(sessionPath(h, live)))
+	writeRaw(t, h, inSub+"/.tmp-crashed", []byte("half a sess"))
+	age(inSub+"/.tmp-crashed", 2*time.Hour)
+	stray := randomID(t)
+	for stripeIndex(stray) == stripeIndex(live) {
+		stray = randomID(t)
+	}
+	writeRaw(t, h, inSub+"/"+stray+suffix, []byte("tina4-session-v1 1000 1\nx"))
+	writeRaw(t, h, inSub+"/notes.txt", []byte("garbage"))
+	keep = append(keep, inSub+"/"+stray+suffix, inSub+"/notes.txt")
+
 	removed, err := h.Sweep(now)
 	if err != nil {
 		t.Errorf("Sweep: want no error, got %v", err)
 	}
-	if removed != 7 {
-		t.Errorf("Sweep: want 7 files removed (2 expired, 1 expired v1, 3 damaged, 1 stale temporary), got %d", removed)
+	if removed != 8 {
+		t.Errorf("Sweep: want 8 files removed (2 expired, 1 expired v1, 3 damaged, 2 stale temporary), got %d", removed)
 	}
-	want := append([]string{live + suffix, liveV1 + suffix, ".tmp-in-flight"}, keep...)
+	want := append([]string{inShard(live, live+suffix), liveV1 + suffix, ".tmp-in-flight"}, keep...)
 	slices.Sort(want)
 	if got := listFolder(t, h.folder); !slices.Equal(got, want) {
 		t.Errorf("after Sweep:\nwant %v\ngot  %v", want, got)

@@ -276,11 +276,43 @@ func storedFiles(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if !stripeLock.MatchString(e.Name()) {
+		switch {
+		case stripeLock.MatchString(e.Name()):
+		case e.IsDir() && subfolder.MatchString(e.Name()):
+			sub, err := os.ReadDir(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range sub {
+				names = append(names, e.Name()+"/"+f.Name())
+			}
+		default:
 			names = append(names, e.Name())
 		}
 	}
 	return names
+}
+
+// subfolder matches the names of the file handler's subfolders, 00 to 3f.
+var subfolder = regexp.MustCompile(`^[0-3][0-9a-f]$`)
+
+// sessionFile returns the file in which the file handler keeps session id
+// under folder (in one of its subfolders), or a path that does not exist
+// when there is none.
+func sessionFile(t *testing.T, folder, id string) string {
+	t.Helper()
+	found, err := filepath.Glob(filepath.Join(folder, "[0-3][0-9a-f]", id+".sess"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch len(found) {
+	case 0:
+		return filepath.Join(folder, "no-such-subfolder", id+".sess")
+	case 1:
+		return found[0]
+	}
+	t.Fatalf("session %s is in more than one subfolder: %v", id, found)
+	return ""
 }
 
 // grepTree reports the files under dir whose bytes contain marker.

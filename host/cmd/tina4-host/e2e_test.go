@@ -34,7 +34,7 @@ func TestSetReadDestroyThroughThePluginBinary(t *testing.T) {
 		t.Fatalf("GET after POST: want user and role, got %v", r.Values)
 	}
 	id := jarID(t, c, s)
-	file := filepath.Join(s.folder, id+".sess")
+	file := sessionFile(t, s.folder, id)
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("session file for %s: %v", id, err)
 	}
@@ -158,7 +158,7 @@ func TestTamperedOrTruncatedFileIsNoSession(t *testing.T) {
 			c := newClient(t)
 			call(t, c, "POST", s.url("/api/session"), `{"user":"alice"}`)
 			id := jarID(t, c, s)
-			file := filepath.Join(s.folder, id+".sess")
+			file := sessionFile(t, s.folder, id)
 			b, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
@@ -205,7 +205,7 @@ func TestExpiredSessionGetsNewID(t *testing.T) {
 	if strings.Contains(buf.String(), "alice") {
 		t.Fatalf("expired session values must be gone, got %s", buf.String())
 	}
-	if _, err := os.Stat(filepath.Join(s.folder, old+".sess")); !os.IsNotExist(err) {
+	if _, err := os.Stat(sessionFile(t, s.folder, old)); !os.IsNotExist(err) {
 		t.Fatalf("the expired session's file should be gone after it was read, stat: %v", err)
 	}
 }
@@ -231,7 +231,7 @@ func TestHostileCookiesNeverReachTheStore(t *testing.T) {
 		t.Fatalf("a file outside the session folder was touched: %q", b)
 	}
 	for _, name := range storedFiles(t, s.folder) {
-		if len(strings.TrimSuffix(name, ".sess")) != 43 {
+		if len(strings.TrimSuffix(filepath.Base(name), ".sess")) != 43 {
 			t.Errorf("unexpected file in the session folder: %s", name)
 		}
 	}
@@ -241,7 +241,7 @@ func TestNoSaveWhenNothingChanged(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := newClient(t)
 	call(t, c, "POST", s.url("/api/session"), `{"a":1}`)
-	file := filepath.Join(s.folder, jarID(t, c, s)+".sess")
+	file := sessionFile(t, s.folder, jarID(t, c, s))
 	before, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +279,7 @@ func TestFilesArePrivate(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("session folder mode: want 0700, got %v (%v)", st.Mode().Perm(), err)
 	}
-	st, err = os.Stat(filepath.Join(s.folder, jarID(t, c, s)+".sess"))
+	st, err = os.Stat(sessionFile(t, s.folder, jarID(t, c, s)))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("session file mode: want 0600, got %v (%v)", st.Mode().Perm(), err)
 	}

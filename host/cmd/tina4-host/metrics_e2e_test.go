@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,7 +93,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	call(t, c2, "POST", s.url("/api/session"), `{"user":"bob"}`)
 	victim := jarID(t, c2, s)
 	ids = append(ids, victim)
-	file := filepath.Join(s.folder, victim+".sess")
+	file := sessionFile(t, s.folder, victim)
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
