@@ -362,7 +362,7 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 			if err := tmp.commit(h, id, path); err != nil {
 				return err
 			}
-			if at != path && at != "" {
+			if at == h.legacyPath(id) {
 				// The record came from an earlier version's file: the
 				// new one in the subfolder replaces it.
 				if err := removeLegacy(at); err != nil {
@@ -438,15 +438,9 @@ type tempFile struct {
 }
 
 // writeTemp writes r with version into a new temporary file (mode 0600) in
-// the folder, syncs and closes it.
+// the subfolder of id, syncs and closes it.
 func (h *Handler) writeTemp(id string, r sdk.Record, version uint64) (*tempFile, error) {
-	f, err := os.CreateTemp(h.shardDir(id), tmpPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) {
-		// Someone removed the subfolder: make it again.
-		if err = os.Mkdir(h.shardDir(id), folderMode); err == nil || errors.Is(err, fs.ErrExist) {
-			f, err = os.CreateTemp(h.shardDir(id), tmpPrefix+"*")
-		}
-	}
+	f, err := createTemp(h.shardDir(id))
 	if err != nil {
 		return nil, h.ioError("save", id, fmt.Errorf("create temporary file: %w", unwrapPath(err)))
 	}

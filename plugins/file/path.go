@@ -57,6 +57,18 @@ func isShardName(name string) bool {
 // shardDir returns the subfolder of id.
 func (h *Handler) shardDir(id string) string { return h.shards[stripeIndex(id)] }
 
+// createTemp creates a temporary file (.tmp-*, mode 0600) in the subfolder
+// dir, making the subfolder again if someone removed it.
+func createTemp(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.Mkdir(dir, folderMode); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(dir, tmpPrefix+"*")
+		}
+	}
+	return f, err
+}
+
 // makeShards creates (mode 0700) the subfolders that are missing.
 func (h *Handler) makeShards() error {
 	for i := range h.shards {

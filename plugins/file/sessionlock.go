@@ -172,13 +172,7 @@ func parseLock(b []byte) (token string, expires time.Time, ok bool) {
 // lock or the new one. It is not synced: after a power cut a lock may be
 // gone, which frees the session. The caller holds the stripe.
 func (h *Handler) writeLock(path, token string, expires time.Time) error {
-	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) {
-		// Someone removed the subfolder: make it again.
-		if err = os.Mkdir(filepath.Dir(path), folderMode); err == nil || errors.Is(err, fs.ErrExist) {
-			f, err = os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
-		}
-	}
+	f, err := createTemp(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("create temporary file: %w", unwrapPath(err))
 	}

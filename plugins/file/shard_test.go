@@ -74,8 +74,11 @@ func TestSubfolderRemovedBehindTheHandlersBackIsMadeAgain(t *testing.T) {
 	if got, err := h.Load(ctx, id); err != nil || got.Version != v {
 		t.Errorf("Load after the SaveIf: want version %d, got %+v, %v", v, got, err)
 	}
-	if got, err := h.Lock(ctx, randomID(t), "aaaa", time.Minute); !got || err != nil {
-		t.Errorf("Lock: want true, got %v, %v", got, err)
+	if err := os.RemoveAll(h.shardDir(id)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.Lock(ctx, id, "aaaa", time.Minute); !got || err != nil {
+		t.Errorf("Lock with its subfolder gone: want true, got %v, %v", got, err)
 	}
 	if removed, err := h.Sweep(time.Now()); removed != 0 || err != nil {
 		t.Errorf("Sweep: want nothing removed and no error, got %d, %v", removed, err)
