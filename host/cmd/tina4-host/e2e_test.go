@@ -237,6 +237,37 @@ func TestHostileCookiesNeverReachTheStore(t *testing.T) {
 	}
 }
 
+// A session file where SessionFileHandler before 0.3.0 kept it, directly in
+// the folder, is read there and moved into its subfolder by the next save.
+func TestSessionFileOfAnEarlierLayoutIsReadAndMoved(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := newClient(t)
+	if r := call(t, c, "POST", s.url("/api/session"), `{"user":"alice","n":1}`); r.Code != 200 {
+		t.Fatalf("POST: %d %q", r.Code, r.Error)
+	}
+	id := jarID(t, c, s)
+	inSub := sessionFile(t, s.folder, id)
+	old := filepath.Join(s.folder, id+".sess")
+	if err := os.Rename(inSub, old); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, c, "GET", s.url("/api/session"), ""); r.Code != 200 || r.Values["user"] != "alice" {
+		t.Fatalf("GET with the file in the folder itself: want user=alice, got %d %v", r.Code, r.Values)
+	}
+	if r := call(t, c, "POST", s.url("/api/session/incr/n"), ""); r.Code != 200 || r.Values["n"] != 2.0 {
+		t.Fatalf("incr: want n=2, got %d %v %q", r.Code, r.Values, r.Error)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("after a save the file in the folder itself should be gone, stat: %v", err)
+	}
+	if _, err := os.Stat(inSub); err != nil {
+		t.Errorf("after a save the session should be back in its subfolder: %v", err)
+	}
+	if r := call(t, c, "GET", s.url("/api/session"), ""); r.Values["user"] != "alice" || r.Values["n"] != 2.0 {
+		t.Errorf("GET after the move: want user=alice, n=2, got %v", r.Values)
+	}
+}
+
 func TestNoSaveWhenNothingChanged(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := newClient(t)
