@@ -2,7 +2,10 @@ package file
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,3 +100,39 @@ func BenchmarkLoadParallel(b *testing.B) {
 }
 
 func newBenchID() string { return "benchmark-session-id-0123456789abcdefghijkl"[:43] }
+
+// BenchmarkSaveIfParallel64 is 64 goroutines, each saving its own session
+// with SaveIf over and over, as 64 clients of one app server do: the case
+// the subfolders are for (every create and rename locks only its own
+// subfolder). ns/op is wall time divided by saves.
+func BenchmarkSaveIfParallel64(b *testing.B) {
+	h := benchHandler(b)
+	ctx, rec := context.Background(), benchRecord()
+	const clients = 64
+	ids := make([]string, clients)
+	versions := make([]uint64, clients)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("benchmark-session-%02d-0123456789abcdefghijklmn", i)[:43]
+		v, err := h.SaveIf(ctx, ids[i], rec, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		versions[i] = v
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				v, err := h.SaveIf(ctx, ids[i], rec, versions[i])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				versions[i] = v
+			}
+		})
+	}
+	wg.Wait()
+}
