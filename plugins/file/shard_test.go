@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,5 +176,37 @@ func TestFileOfAnEarlierVersionDoesNotOutliveItsSession(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(h.folder, id+suffix)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the file in the folder itself should be gone: %v", err)
 		}
+	}
+}
+
+// Of many SaveIfs racing over the version of a file an earlier version left
+// in the folder itself, exactly one wins, and the old file is gone after.
+func TestOneWinnerOverAFileOfAnEarlierVersion(t *testing.T) {
+	h, _ := newTestHandler(t)
+	ctx := context.Background()
+	id := randomID(t)
+	ms := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	writeRaw(t, h, id+suffix, []byte("tina4-session-v2 "+ms+" 3 77\nold"))
+	const racers = 16
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for i := range racers {
+		wg.Go(func() {
+			_, err := h.SaveIf(ctx, id, sdk.Record{Data: []byte{byte('a' + i)}, Expires: time.Now().Add(time.Hour)}, 77)
+			var ce *sdk.ConflictError
+			switch {
+			case err == nil:
+				won.Add(1)
+			case !errors.As(err, &ce) || !ce.Found || ce.Current.Version == 77:
+				t.Errorf("a losing SaveIf: want a conflict carrying the winner's record, got %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Errorf("%d SaveIfs over version 77: want exactly 1 winner, got %d", racers, won.Load())
+	}
+	if got := listFolder(t, h.folder); !slices.Equal(got, []string{inShard(id, id+suffix)}) {
+		t.Errorf("after the race: want only the file in the subfolder, got %v", got)
 	}
 }
