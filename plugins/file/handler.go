@@ -216,8 +216,8 @@ func (h *Handler) Load(ctx context.Context, id string) (sdk.Record, error) {
 func (h *Handler) removeExpired(id, path string, info fs.FileInfo) error {
 	return h.withStripe(id, func() error {
 		removed, err := removeIfUnchanged(path, info)
-		if err == nil && removed && path != h.legacyPath(id) {
-			err = removeLegacy(h.legacyPath(id))
+		if err == nil && removed {
+			err = h.removedAt(id, path)
 		}
 		return err
 	})
@@ -394,12 +394,7 @@ func (h *Handler) SaveIf(ctx context.Context, id string, r sdk.Record, expect ui
 // is the file it read ("" when there is neither). A missing, expired or
 // damaged file is no live record.
 func (h *Handler) current(id, path string) (at string, found bool, version uint64, err error) {
-	at = path
-	hdr, info, err := readHeader(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		at = h.legacyPath(id)
-		hdr, info, err = readHeader(at)
-	}
+	at, hdr, info, err := h.headerOf(id, path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", false, 0, nil

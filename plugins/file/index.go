@@ -332,11 +332,7 @@ func (h *Handler) closeIfOf(id, principal string) (removed, live bool, err error
 		return false, false, nil // readIndex lets only session ids through
 	}
 	err = h.withStripe(id, func() error {
-		hdr, info, err := readHeader(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			path = h.legacyPath(id) // not moved into its subfolder yet
-			hdr, info, err = readHeader(path)
-		}
+		path, hdr, info, err := h.headerOf(id, path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, errDamaged):
 			return nil // gone, or not a session anyone can load
@@ -348,8 +344,8 @@ func (h *Handler) closeIfOf(id, principal string) (removed, live bool, err error
 		if removed, err = removeIfUnchanged(path, info); err != nil {
 			return h.ioError("close", id, err)
 		}
-		if removed && path != h.legacyPath(id) {
-			if err := removeLegacy(h.legacyPath(id)); err != nil {
+		if removed {
+			if err := h.removedAt(id, path); err != nil {
 				return h.ioError("close", id, err)
 			}
 		}

@@ -45,6 +45,30 @@ func (h *Handler) path(id string) (string, error) {
 // directly in the folder. The caller has checked id with path.
 func (h *Handler) legacyPath(id string) string { return filepath.Join(h.folder, id+suffix) }
 
+// headerOf reads the header of the session file of id: from path (the file
+// in id's subfolder) or, when there is no such file, from the file an
+// earlier version kept in the folder itself. at is the file it read, or
+// tried last.
+func (h *Handler) headerOf(id, path string) (at string, hdr header, info fs.FileInfo, err error) {
+	hdr, info, err = readHeader(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return path, hdr, info, err
+	}
+	at = h.legacyPath(id)
+	hdr, info, err = readHeader(at)
+	return at, hdr, info, err
+}
+
+// removedAt finishes the removal of the session file of id at path: once
+// the file in the subfolder is gone, a file an earlier version left in the
+// folder itself goes too, so that it is not read in its place.
+func (h *Handler) removedAt(id, path string) error {
+	if legacy := h.legacyPath(id); path != legacy {
+		return removeLegacy(legacy)
+	}
+	return nil
+}
+
 // shardName is the name of subfolder i: two hex digits.
 func shardName(i int) string { return fmt.Sprintf("%02x", i) }
 
